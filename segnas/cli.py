@@ -1,0 +1,237 @@
+"""The ``segnas`` command line: retrain, evaluate, profile, zoo, show, demo.
+
+User mistakes end with one line on stderr and exit status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import zoo
+from .errors import GenotypeError, SegnasError
+from .genotype import Genotype
+from .genotype import load as load_genotype
+
+
+def resolve_genotype(arg: str) -> Genotype:
+    """A genotype JSON path, or the name of a zoo entry."""
+    path = Path(arg)
+    if path.is_file() or path.suffix == ".json" or "/" in arg:
+        return load_genotype(path)
+    if arg in zoo.list():
+        return zoo.get(arg)
+    raise GenotypeError(f"{arg}: neither a genotype file nor a zoo entry; zoo: {', '.join(zoo.list())}")
+
+
+def parse_hw(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+        if h <= 0 or w <= 0:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the size as HxW, e.g. 360x480") from None
+    return h, w
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default=None, help="dataset: synthetic (built-in), camvid, cityscapes, voc, ade20k, folder")
+    p.add_argument("--root", default=None, help="dataset folder (camvid defaults to ../shared/data/camvid or $SEGNAS_CAMVID)")
+    p.add_argument("--num-classes", type=int, default=None, help="class count (needed for 'folder'; checked otherwise)")
+    p.add_argument("--preset", default="cpu", help="tiny (tests), cpu (minutes on 2 cores), paper (GPU)")
+    p.add_argument("--config", default=None, help="YAML file with overrides")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.lr=0.01 (repeatable)")
+    p.add_argument("--device", default=None, help="cpu (default), cuda, cuda:1, ...")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def _cli_extra(args: argparse.Namespace) -> dict:
+    extra: dict = {}
+    data = {k: v for k, v in (("dataset", args.data), ("root", args.root),
+                               ("num_classes", args.num_classes)) if v is not None}
+    if data:
+        extra["data"] = data
+    for key in ("device", "seed", "threads"):
+        if getattr(args, key) is not None:
+            extra[key] = getattr(args, key)
+    if getattr(args, "teacher", None):
+        extra["train"] = {"distill_teacher": args.teacher}
+    return extra
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from .config import make_config
+    from .engine import retrain
+
+    out = Path(args.out)
+    if args.resume:
+        genotype = load_genotype(out / "genotype.json") if args.genotype is None else resolve_genotype(args.genotype)
+        cfg = make_config(args.preset)  # replaced by the run's own config on resume
+    else:
+        if args.genotype is None:
+            raise GenotypeError("retrain needs a GENOTYPE (a .json file or a zoo name such as 'fasterseg')")
+        genotype = resolve_genotype(args.genotype)
+        cfg = make_config(args.preset, args.config, args.overrides, _cli_extra(args))
+    result = retrain(genotype, cfg, out, resume=args.resume, progress=not args.quiet)
+    print(f"best val mIoU {100 * result['best_miou']:.2f}%  final {100 * result['final']['miou']:.2f}%  "
+          f"({result['steps']} steps, {result['wall_s']:.0f} s, {result['images_per_s']:.1f} img/s)  -> {out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .config import make_config
+    from .data import EvalTransform, build_dataset
+    from .engine import evaluate, load_checkpoint, model_from_checkpoint, per_class_table
+    from .engine.loaders import data_root, dataset_kwargs, eval_loader
+    from .engine.rundir import write_json
+
+    ckpt = load_checkpoint(args.checkpoint)
+    cfg = make_config("cpu", None, args.overrides, _cli_extra(args))
+    if args.data is None:  # default to the data the checkpoint was trained on
+        cfg.data.dataset = ckpt["config"]["data"]["dataset"]
+        cfg.data.root = ckpt["config"]["data"]["root"] if args.root is None else args.root
+        cfg.data.synthetic_val = ckpt["config"]["data"]["synthetic_val"]
+        cfg.data.synthetic_size = ckpt["config"]["data"]["synthetic_size"]
+    ds = build_dataset(cfg.data.dataset, data_root(cfg.data), args.split, transform=EvalTransform(),
+                       seed=ckpt["config"]["seed"], **dataset_kwargs(cfg.data, args.split))
+    model, genotype = model_from_checkpoint(ckpt, ds.num_classes)
+    out = Path(args.out) if args.out else Path(ckpt["path"]).parent.parent / f"eval_{args.split}"
+    metrics = evaluate(model.to(cfg.device), eval_loader(ds), ds.num_classes, cfg.device, ds.ignore_index,
+                       save_dir=out / "predictions", palette=ds.palette, max_images=args.save_predictions)
+    print(f"{genotype.name or genotype.archid} on {cfg.data.dataset}/{args.split} ({len(ds)} images)")
+    print(per_class_table(metrics, list(ds.class_names)))
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "metrics.json", {**metrics, "class_names": list(ds.class_names),
+                                      "checkpoint": ckpt["path"], "split": args.split})
+    print(f"metrics -> {out / 'metrics.json'}; {min(args.save_predictions, len(ds))} prediction images -> "
+          f"{out / 'predictions'}")
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from .profile import profile
+    from .spaces import get_space
+
+    genotype = resolve_genotype(args.genotype)
+    net = get_space(genotype.space).build(genotype, args.num_classes, aux=True)
+    h, w = args.input
+    result = profile(net, (args.batch, 3, h, w), latency=not args.no_latency, device=args.device,
+                     repeats=args.repeats, warmup=args.warmup, threads=args.threads)
+    result["genotype"] = genotype.name or genotype.archid
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{result['genotype']} at {args.batch}x3x{h}x{w}, {args.num_classes} classes")
+    print(f"  params      {result['params'] / 1e6:8.3f} M  (with training-only aux heads "
+          f"{result['params_with_aux'] / 1e6:.3f} M)")
+    print(f"  multiply-adds {result['macs'] / 1e9:6.2f} G  (FLOPs {result['flops'] / 1e9:.2f} G)")
+    if "latency_ms" in result:
+        print(f"  latency     {result['latency_ms']:8.2f} ms  median of {result['latency_repeats']} "
+              f"on {result['device']}, {result['threads']} threads")
+    return 0
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from .spaces import get_space
+
+    if args.action == "list":
+        for name in zoo.list():
+            meta = zoo.info(name)
+            print(f"{name:<20} {meta.get('source', '')}")
+        return 0
+    if not args.name:
+        raise GenotypeError("zoo show needs a NAME; see 'segnas zoo list'")
+    g = zoo.get(args.name)
+    print(f"{args.name}  space={g.space} v{g.space_version}  archid={g.archid}")
+    print(f"source: {g.meta.get('source', '-')}")
+    for key, value in g.meta.get("paper", {}).items():
+        print(f"  paper {key}: {value}")
+    print(get_space(g.space).describe(g))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from .report import draw_genotype
+    from .spaces import get_space
+
+    g = resolve_genotype(args.genotype)
+    print(f"{g.name or '(unnamed)'}  space={g.space} v{g.space_version}  archid={g.archid}")
+    print(get_space(g.space).describe(g))
+    png = Path(args.png) if args.png else Path(f"{g.name or g.archid}.png")
+    draw_genotype(g, png)
+    print(f"drawing -> {png}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(Path(args.out) if args.out else None, quick=args.quick)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="segnas", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("retrain", help="train a genotype's network from scratch")
+    p.add_argument("genotype", nargs="?", help="genotype .json or zoo name (omit with --resume)")
+    p.add_argument("--out", required=True, help="run folder (never overwritten)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--teacher", default=None, help="checkpoint of a retrained teacher for KL distillation")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _config_args(p)
+    p.set_defaults(func=cmd_retrain)
+
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint: per-class table and prediction images")
+    p.add_argument("checkpoint", help="checkpoint file or run folder")
+    p.add_argument("--split", default="val")
+    p.add_argument("--out", default=None, help="output folder (default: RUN/eval_SPLIT)")
+    p.add_argument("--save-predictions", type=int, default=8, metavar="N", help="colourised PNGs to write")
+    _config_args(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("profile", help="parameters, multiply-adds and measured latency")
+    p.add_argument("genotype", help="genotype .json or zoo name")
+    p.add_argument("--input", type=parse_hw, default=(1024, 2048), metavar="HxW")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--num-classes", type=int, default=19)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--no-latency", action="store_true", help="count only, do not time")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("zoo", help="published architectures")
+    p.add_argument("action", choices=["list", "show"])
+    p.add_argument("name", nargs="?")
+    p.set_defaults(func=cmd_zoo)
+
+    p = sub.add_parser("show", help="print a genotype and draw it to a PNG")
+    p.add_argument("genotype", help="genotype .json or zoo name")
+    p.add_argument("--png", default=None, help="drawing path (default: NAME.png)")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("demo", help="the end-to-end demo on the built-in dataset")
+    p.add_argument("--out", default=None, help="run folder (default: runs/demo-DATE-TIME)")
+    p.add_argument("--quick", action="store_true", help="a seconds-long version (used by the tests)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SegnasError as e:
+        print(f"segnas: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Checkpoints: written atomically, read with ``weights_only=True``.
+
+A checkpoint is a plain dict of tensors and JSON-like values, so loading it
+never runs pickled code. Writing goes to a temporary file in the same folder
+followed by ``os.replace``: a run killed mid-write leaves the previous
+checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint safely; a missing or corrupt file is a CheckpointError naming it."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (path / "checkpoints" / name).is_file():
+                path = path / "checkpoints" / name
+                break
+        else:
+            raise CheckpointError(f"{path}: no checkpoints/best.pt or checkpoints/last.pt in this run folder")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for truncated/foreign files
+        raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}); the file is "
+                              "corrupt or not a segnas checkpoint") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "genotype" not in ckpt:
+        raise CheckpointError(f"{path}: not a segnas checkpoint (no 'model'/'genotype' entries)")
+    ckpt["path"] = str(path)
+    return ckpt

@@ -1,0 +1,79 @@
+"""Datasets and resumable, seeded data loaders built from a DataConfig.
+
+The order of an epoch is a permutation drawn from a generator seeded by
+(seed, epoch) and each item's augmentation is seeded by (seed, epoch, index),
+so a resumed run skips to the exact batch where it stopped and sees the same
+crops an unbroken run would, whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from ..config import DataConfig
+from ..data import EvalTransform, TrainTransform, build_dataset, default_camvid_root
+from ..errors import ConfigError
+
+
+def dataset_kwargs(cfg: DataConfig, split: str) -> dict:
+    if cfg.dataset == "synthetic":
+        n = cfg.synthetic_train if split.startswith("train") else cfg.synthetic_val
+        return {"num_images": n, "size": tuple(cfg.synthetic_size)}
+    if cfg.dataset == "folder":
+        if cfg.num_classes is None:
+            raise ConfigError("data.num_classes: the 'folder' dataset needs the class count "
+                              "(--num-classes N or --set data.num_classes=N)")
+        return {"num_classes": cfg.num_classes}
+    return {}
+
+
+def data_root(cfg: DataConfig) -> str | None:
+    if cfg.root is None and cfg.dataset == "camvid":
+        return str(default_camvid_root())
+    return cfg.root
+
+
+def make_datasets(cfg: DataConfig, seed: int):
+    """(train, val) datasets with training augmentation on train only."""
+    train_tf = TrainTransform(crop_size=tuple(cfg.crop) if cfg.crop else None,
+                              scale_range=tuple(cfg.scale_range), hflip=cfg.hflip)
+    root = data_root(cfg)
+    train = build_dataset(cfg.dataset, root, cfg.train_split, transform=train_tf, seed=seed,
+                          cache=cfg.cache, **dataset_kwargs(cfg, cfg.train_split))
+    val = build_dataset(cfg.dataset, root, cfg.val_split, transform=EvalTransform(), seed=seed,
+                        cache=cfg.cache, **dataset_kwargs(cfg, cfg.val_split))
+    if cfg.max_val_images is not None and len(val) > cfg.max_val_images:
+        val = val.subset(list(range(cfg.max_val_images)))
+    if cfg.num_classes is not None and cfg.num_classes != train.num_classes:
+        raise ConfigError(f"data.num_classes is {cfg.num_classes} but dataset '{cfg.dataset}' at "
+                          f"{root} has {train.num_classes} classes; drop the option or fix the count")
+    return train, val
+
+
+class EpochSampler(Sampler[int]):
+    """Seeded permutation of one epoch, starting ``start`` items in (for resume)."""
+
+    def __init__(self, n: int, seed: int, epoch: int, start: int = 0) -> None:
+        self.n, self.seed, self.epoch, self.start = n, seed, epoch, start
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g)[self.start:].tolist())
+
+    def __len__(self) -> int:
+        return self.n - self.start
+
+
+def train_loader(dataset, batch_size: int, seed: int, epoch: int, start_batch: int = 0,
+                 num_workers: int = 0) -> DataLoader:
+    dataset.set_epoch(epoch)
+    sampler = EpochSampler(len(dataset), seed, epoch, start_batch * batch_size)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
+                      num_workers=num_workers, persistent_workers=False)
+
+
+def eval_loader(dataset, num_workers: int = 0) -> DataLoader:
+    return DataLoader(dataset, batch_size=1, shuffle=False, num_workers=num_workers)

@@ -1,0 +1,25 @@
+"""User-facing errors: one clear line naming the file or field and the fix.
+
+The CLI prints ``str(error)`` of any :class:`SegnasError` and exits non-zero
+without a traceback; everything else is a bug and keeps its traceback.
+"""
+
+
+class SegnasError(Exception):
+    """Base class for problems caused by the user's input, not by segnas."""
+
+
+class DataError(SegnasError):
+    """A dataset folder, image or mask is missing, corrupt or inconsistent."""
+
+
+class GenotypeError(SegnasError):
+    """A genotype file is malformed, foreign or fails its space's validation."""
+
+
+class ConfigError(SegnasError):
+    """A configuration value or command-line option is invalid."""
+
+
+class CheckpointError(SegnasError):
+    """A checkpoint is missing, corrupt or does not match the network."""

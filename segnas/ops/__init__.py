@@ -1,0 +1,39 @@
+"""Operators shared by every search space, each implemented once.
+
+``OPS`` maps an operator name to a factory ``(c_in, c_out, stride, widths) ->
+nn.Module``; a space lists the names it searches over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from .conv import Conv, Conv2x, ConvBNReLU, FactorizedReduce, Widths, ZoomedConv, conv_layer, norm_layer, set_width
+from .slimmable import SlimBatchNorm2d, SlimConv2d
+
+OpFactory = Callable[[int, int, int, Widths], nn.Module]
+
+OPS: dict[str, OpFactory] = {
+    "skip": lambda c_in, c_out, stride, widths=None: FactorizedReduce(c_in, c_out, stride, widths),
+    "conv": lambda c_in, c_out, stride, widths=None: Conv(c_in, c_out, stride, widths),
+    "conv_2x": lambda c_in, c_out, stride, widths=None: Conv2x(c_in, c_out, stride, widths),
+    "zoomed_conv": lambda c_in, c_out, stride, widths=None: ZoomedConv(c_in, c_out, stride, 1, widths),
+    "zoomed_conv_2x": lambda c_in, c_out, stride, widths=None: ZoomedConv(c_in, c_out, stride, 2, widths),
+}
+
+
+def make_op(name: str, c_in: int, c_out: int, stride: int = 1, widths: Widths = None) -> nn.Module:
+    """Build operator ``name``; unknown names list the known ones."""
+    try:
+        factory = OPS[name]
+    except KeyError:
+        raise KeyError(f"unknown operator {name!r}; known: {', '.join(sorted(OPS))}") from None
+    return factory(c_in, c_out, stride, widths)
+
+
+__all__ = [
+    "OPS", "Conv", "Conv2x", "ConvBNReLU", "FactorizedReduce", "SlimBatchNorm2d", "SlimConv2d",
+    "ZoomedConv", "conv_layer", "make_op", "norm_layer", "set_width",
+]

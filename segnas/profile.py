@@ -1,0 +1,89 @@
+"""Cost profile of a network: parameters, FLOPs and measured latency.
+
+FLOPs come from torch's own ``torch.utils.flop_counter`` (2 FLOPs per
+multiply-add); papers in this field report multiply-adds as "FLOPs", so both
+are given. Parameters are reported for inference (without training-only
+auxiliary heads, the modules under ``aux_heads``) and in total. Latency is the
+median of timed repeats after warm-up, with the thread count recorded, because
+a CPU latency without its thread count is not comparable.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def count_params(net: nn.Module, include_aux: bool = False) -> int:
+    """Parameters of ``net``; training-only ``aux_heads`` are excluded unless asked for."""
+    total = sum(p.numel() for p in net.parameters())
+    if include_aux:
+        return total
+    aux = getattr(net, "aux_heads", None)
+    return total - (sum(p.numel() for p in aux.parameters()) if isinstance(aux, nn.Module) else 0)
+
+
+def count_flops(net: nn.Module, input_size: tuple[int, ...]) -> int:
+    """FLOPs of one inference forward pass, counted on the meta device (no real compute)."""
+    meta = copy.deepcopy(net).to("meta").eval()
+    x = torch.empty(input_size, device="meta")
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        meta(x)
+    return int(counter.get_total_flops())
+
+
+@torch.no_grad()
+def measure_latency(net: nn.Module, input_size: tuple[int, ...], device: str | torch.device = "cpu",
+                    warmup: int = 3, repeats: int = 10, threads: int | None = None,
+                    channels_last: bool = False) -> dict[str, Any]:
+    """Median wall-clock latency (ms) of ``net`` in eval mode on ``device``."""
+    device = torch.device(device)
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        was_training = net.training
+        net.eval()
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        x = torch.randn(input_size, device=device).contiguous(memory_format=memory_format)
+        model = net.to(device, memory_format=memory_format)
+        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        for _ in range(warmup):
+            model(x)
+        sync()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model(x)
+            sync()
+            times.append((time.perf_counter() - t0) * 1000.0)
+        net.train(was_training)
+        return {"latency_ms": statistics.median(times), "latency_min_ms": min(times),
+                "latency_repeats": repeats, "warmup": warmup, "threads": torch.get_num_threads(),
+                "device": str(device), "channels_last": channels_last}
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def profile(net: nn.Module, input_size: tuple[int, ...] = (1, 3, 1024, 2048), latency: bool = True,
+            device: str | torch.device = "cpu", warmup: int = 3, repeats: int = 10,
+            threads: int | None = None) -> dict[str, Any]:
+    """Parameters, FLOPs, multiply-adds and (optionally) measured latency at ``input_size``."""
+    flops = count_flops(net, tuple(input_size))
+    out: dict[str, Any] = {
+        "input_size": list(input_size),
+        "params": count_params(net),
+        "params_with_aux": count_params(net, include_aux=True),
+        "flops": flops,
+        "macs": flops // 2,
+        "torch": torch.__version__,
+    }
+    if latency:
+        out.update(measure_latency(net, tuple(input_size), device, warmup, repeats, threads))
+    return out

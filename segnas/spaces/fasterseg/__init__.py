@@ -1,0 +1,132 @@
+"""FasterSeg's multi-resolution branching space (Chen et al., ICLR 2020).
+
+Structure of a genotype::
+
+    {"branches": [{"cells": [{"op": "conv_2x", "scale": 8, "chi": 4}, ...]}, ...]}
+
+Each cell runs one operator at input ``scale`` (8, 16 or 32); it downsamples
+when the next cell's scale is twice its own. ``chi`` is the expansion ratio of
+the cell's output: ``channels = output scale * chi`` (paper 3.1.3, Table 7).
+The stem has ``4*stem_chi, 8*stem_chi, 8*stem_chi`` channels and the head works
+at ``s * head_chi`` channels: the published student uses 8 for both (the
+authors' ``stem_head_width = 8/12`` with Fch = 12), the teacher 12.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from ...errors import GenotypeError
+from ...genotype import Genotype
+from ..base import SearchSpace
+from .network import FasterSegNet
+
+OPS = ["skip", "conv", "conv_2x", "zoomed_conv", "zoomed_conv_2x"]
+SCALES = [8, 16, 32]
+
+
+class FasterSegSpace(SearchSpace):
+    """Branches of sequential single-operator cells over scales 1/8, 1/16, 1/32."""
+
+    name = "fasterseg"
+    version = 1
+
+    def default_args(self) -> dict[str, Any]:
+        return {"layers": 16, "ops": list(OPS), "chis": [4, 6, 8, 10, 12], "stem_chi": 8,
+                "head_chi": 8, "branches": 2}
+
+    def check_structure(self, structure: dict[str, Any], args: dict[str, Any], source: str) -> None:
+        branches = structure.get("branches")
+        if not isinstance(branches, list) or not branches:
+            raise GenotypeError(f"{source}: field 'structure.branches' must be a non-empty list")
+        if len(branches) > len(SCALES):
+            raise GenotypeError(f"{source}: field 'structure.branches' has {len(branches)} branches; "
+                                f"at most {len(SCALES)} (one per final scale)")
+        for key in ("stem_chi", "head_chi", "layers"):
+            if not isinstance(args[key], int) or args[key] < 1:
+                raise GenotypeError(f"{source}: field 'space_args.{key}' must be a positive integer")
+        finals = []
+        for b, branch in enumerate(branches):
+            where = f"structure.branches[{b}]"
+            cells = branch.get("cells") if isinstance(branch, dict) else None
+            if not isinstance(cells, list) or not cells:
+                raise GenotypeError(f"{source}: field '{where}.cells' must be a non-empty list")
+            if len(cells) > args["layers"]:
+                raise GenotypeError(f"{source}: field '{where}.cells' has {len(cells)} cells, more "
+                                    f"than space_args.layers = {args['layers']}")
+            prev = 8
+            for i, cell in enumerate(cells):
+                at = f"{where}.cells[{i}]"
+                if not isinstance(cell, dict) or set(cell) != {"op", "scale", "chi"}:
+                    raise GenotypeError(f"{source}: field '{at}' must be an object with keys op, scale, chi")
+                if cell["op"] not in args["ops"]:
+                    raise GenotypeError(f"{source}: field '{at}.op' is {cell['op']!r}; "
+                                        f"choose one of {args['ops']}")
+                if cell["chi"] not in args["chis"]:
+                    raise GenotypeError(f"{source}: field '{at}.chi' is {cell['chi']!r}; "
+                                        f"choose one of {args['chis']}")
+                allowed = [8] if i == 0 else [prev, 2 * prev]
+                if cell["scale"] not in allowed or cell["scale"] not in SCALES:
+                    raise GenotypeError(f"{source}: field '{at}.scale' is {cell['scale']!r}; after scale "
+                                        f"{prev} it must be one of {[s for s in allowed if s in SCALES]} "
+                                        "(the first cell is at 8, each cell keeps or doubles the scale)")
+                prev = cell["scale"]
+            finals.append(prev)
+        if len(set(finals)) != len(finals):
+            raise GenotypeError(f"{source}: field 'structure.branches' has two branches ending at scale "
+                                f"{max(set(finals), key=finals.count)}; each branch needs its own final scale")
+
+    def encode(self, structure: dict[str, Any], args: dict[str, Any]) -> list[int]:
+        out: list[int] = []
+        for branch in structure["branches"]:
+            cells = branch["cells"]
+            out += [SCALES.index(cells[-1]["scale"]), len(cells)]
+            for c in cells:
+                out += [args["ops"].index(c["op"]), SCALES.index(c["scale"]), args["chis"].index(c["chi"])]
+        return out
+
+    def build(self, genotype: Genotype, num_classes: int, aux: bool = True) -> nn.Module:
+        self.validate(genotype)
+        args = self.resolve_args(genotype.space_args)
+        branches = [b["cells"] for b in genotype.structure["branches"]]
+        return FasterSegNet(branches, num_classes, args["stem_chi"], args["head_chi"], aux=aux)
+
+    def sample(self, rng: np.random.Generator, args: dict[str, Any] | None = None) -> Genotype:
+        """Draw branches like a derived FasterSeg: ``layers`` cells, random down positions,
+        random non-skip operators and widths, the last cell at the head width."""
+        args = self.resolve_args(args)
+        ops = [o for o in args["ops"] if o != "skip"] or args["ops"]
+        n_branch = min(args["branches"], len(SCALES))
+        finals = sorted(rng.choice(len(SCALES), size=n_branch, replace=False).tolist(), reverse=True)
+        layers = args["layers"]
+        branches = []
+        for final in finals:
+            # positions of the cells that downsample: distinct, never the last cell
+            downs = sorted(rng.choice(layers - 1, size=final, replace=False).tolist())
+            scale, cells = 8, []
+            for i in range(layers):
+                chi = args["head_chi"] if i == layers - 1 else int(rng.choice(args["chis"]))
+                if chi not in args["chis"]:
+                    chi = args["chis"][-1]
+                cells.append({"op": str(rng.choice(ops)), "scale": scale, "chi": chi})
+                if i in downs:
+                    scale *= 2
+            branches.append({"cells": cells})
+        return self.make_genotype({"branches": branches}, args, meta={"source": "random sample"})
+
+    def describe(self, genotype: Genotype) -> str:
+        lines = []
+        for b, branch in enumerate(genotype.structure["branches"]):
+            cells = branch["cells"]
+            lines.append(f"branch {b}: final scale 1/{cells[-1]['scale']}, {len(cells)} cells")
+            lines.append(f"  {'cell':>4}  {'operator':<16}{'s':>4}{'chi':>5}{'c_out':>7}")
+            for i, c in enumerate(cells):
+                out_scale = cells[i + 1]["scale"] if i + 1 < len(cells) else c["scale"]
+                lines.append(f"  {i + 1:>4}  {c['op']:<16}{c['scale']:>4}{c['chi']:>5}{out_scale * c['chi']:>7}")
+        return "\n".join(lines)
+
+
+__all__ = ["FasterSegSpace", "FasterSegNet", "OPS", "SCALES"]

@@ -1,0 +1,65 @@
+import pytest
+import torch
+
+import segnas
+from segnas.profile import count_flops, count_params
+
+PAPER_PARAMS = 4.4e6  # counts the training-only auxiliary heads
+PAPER_MULTIPLY_ADDS = 28.2e9  # the paper's "FLOPs" at 1024x2048 are multiply-adds
+
+
+@pytest.fixture(scope="module")
+def net():
+    return segnas.build(segnas.zoo.get("fasterseg"), num_classes=19)
+
+
+def test_published_student_parameter_count(net):
+    with_aux = count_params(net, include_aux=True)
+    inference = count_params(net)
+    assert abs(with_aux - PAPER_PARAMS) / PAPER_PARAMS < 0.03
+    assert 3.3e6 < inference < 3.5e6  # faithful build without the auxiliary heads
+    assert with_aux == 4_385_689 and inference == 3_454_643  # exact, to catch silent drift
+
+
+def test_published_student_multiply_adds_at_cityscapes_resolution(net):
+    macs = count_flops(net, (1, 3, 1024, 2048)) / 2
+    assert abs(macs - PAPER_MULTIPLY_ADDS) / PAPER_MULTIPLY_ADDS < 0.03
+
+
+def test_branches_share_their_first_three_cells(net):
+    k32, k16 = net.keys
+    assert k32[:3] == k16[:3] and k32[3] != k16[3]
+    assert len(net.cells) == len(k32) + len(k16) - 3
+
+
+def test_forward_shapes_train_and_eval(net):
+    net.train()
+    x = torch.randn(2, 3, 90, 120)  # sizes not divisible by 32
+    logits, aux = net(x, aux=True)
+    assert logits.shape == (2, 19, 90, 120) and [a.shape for a in aux] == [(2, 19, 90, 120)] * 2
+    net.eval()
+    assert net(x).shape == (2, 19, 90, 120)
+
+
+def test_gradients_reach_every_parameter_and_aux_only_through_aux_loss(net):
+    net.train()
+    net.zero_grad()
+    logits = net(torch.randn(2, 3, 64, 64))
+    logits.mean().backward()
+    aux_params = {id(p) for p in net.aux_heads.parameters()}
+    for name, p in net.named_parameters():
+        if id(p) in aux_params:
+            assert p.grad is None, name
+        else:
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+    net.zero_grad()
+    _, aux = net(torch.randn(2, 3, 64, 64), aux=True)
+    sum(a.mean() for a in aux).backward()
+    assert all(p.grad is not None for p in net.aux_heads.parameters())
+
+
+def test_profile_reports_both_parameter_counts_and_latency(net):
+    result = segnas.profile(net, input_size=(1, 3, 64, 128), repeats=2, warmup=1)
+    assert result["params"] < result["params_with_aux"]
+    assert result["macs"] * 2 == result["flops"] > 0
+    assert result["latency_ms"] > 0 and result["threads"] >= 1

@@ -1,0 +1,69 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from segnas.ops import OPS, FactorizedReduce, SlimBatchNorm2d, SlimConv2d, ZoomedConv, make_op
+
+
+def test_slim_conv_full_width_is_plain_conv_and_slices_leading_channels():
+    torch.manual_seed(0)
+    conv = SlimConv2d(8, 16, 3, padding=1)
+    x = torch.randn(2, 8, 9, 9)
+    assert torch.allclose(conv(x), F.conv2d(x, conv.weight, None, 1, 1))
+    conv.set_width(4, 6)
+    y = conv(x[:, :4])
+    assert y.shape == (2, 6, 9, 9)
+    assert torch.allclose(y, F.conv2d(x[:, :4], conv.weight[:6, :4], None, 1, 1))
+    with pytest.raises(ValueError):
+        conv.set_width(9, 6)
+
+
+def test_slim_batchnorm_keeps_separate_statistics_per_width():
+    bn = SlimBatchNorm2d([4, 8])
+    bn.train()
+    bn(torch.randn(3, 4, 5, 5) + 10)
+    assert bn.bns[0].running_mean.mean() > 0.5 and bn.bns[1].running_mean.abs().max() == 0
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("size", [(16, 20), (45, 61)])
+def test_every_op_keeps_or_halves_size_like_a_strided_conv(name, stride, size):
+    op = make_op(name, 8, 16, stride)
+    y = op(torch.randn(2, 8, *size))
+    expect = size if stride == 1 else tuple((s + 1) // 2 for s in size)
+    assert y.shape == (2, 16, *expect)
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_slimmable_op_runs_narrow_width_with_the_same_code(name):
+    op = make_op(name, 16, 32, 2, widths=([8, 16], [16, 32]))
+    op.set_width(8, 16)
+    assert op(torch.randn(2, 8, 10, 10)).shape == (2, 16, 5, 5)
+    op.set_width(16, 32)
+    assert op(torch.randn(2, 16, 10, 10)).shape == (2, 32, 5, 5)
+
+
+def test_factorized_reduce_uses_both_shifted_halves():
+    fr = FactorizedReduce(4, 8, stride=2).eval()
+    torch.nn.init.ones_(fr.conv1.weight)
+    torch.nn.init.ones_(fr.conv2.weight)
+    x = torch.zeros(1, 4, 6, 6)
+    x[..., 1, 1] = 1.0  # off the stride-2 grid of the first conv, on the grid of the shifted one
+    out = fr(x)
+    assert out.shape == (1, 8, 3, 3)
+    assert out[:, :4].abs().sum() == 0
+    assert out[0, 4:, 0, 0].min() > 0
+
+
+def test_zoomed_conv_runs_at_half_resolution():
+    z = ZoomedConv(4, 4, stride=1, repeats=2)
+    seen = []
+    z.convs[0].conv.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[-2:]))
+    assert z(torch.randn(1, 4, 32, 48)).shape[-2:] == (32, 48)
+    assert tuple(seen[0]) == (16, 24)
+
+
+def test_unknown_op_names_the_known_ones():
+    with pytest.raises(KeyError, match="zoomed_conv"):
+        make_op("sep_conv_9x9", 4, 4)
