@@ -229,8 +229,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except SegnasError as e:
-        print(f"segnas: error: {e}", file=sys.stderr)
+        print(f"segnas: error: {one_line(e)}", file=sys.stderr)
         return 2
+
+
+def one_line(error: Exception) -> str:
+    """The user's message, also when a DataLoader worker wrapped it in a traceback."""
+    text = str(error).strip()
+    if "Traceback" in text:  # re-raised from a worker: keep the original message
+        text = text.splitlines()[-1].split(": ", 1)[-1]
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 if __name__ == "__main__":

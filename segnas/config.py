@@ -90,9 +90,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                   "lr": 0.02},
     },
     "cpu": {
-        "data": {"crop": [256, 256], "scale_range": [0.5, 1.0]},
-        "train": {"epochs": 30, "batch_size": 8, "lr": 0.05, "ohem_min_kept": 20_000, "log_every": 10,
-                  "channels_last": False},
+        "data": {"crop": [256, 256], "scale_range": [0.5, 1.25]},
+        "train": {"epochs": 36, "batch_size": 8, "lr": 0.05, "ohem_min_kept": 20_000, "log_every": 10,
+                  "eval_every": 0, "channels_last": True},
     },
     "paper": {
         "data": {"crop": [512, 1024], "scale_range": [0.75, 1.25], "num_workers": 6, "cache": False},

@@ -159,7 +159,7 @@ def retrain(genotype: Genotype, cfg: RunConfig, out: str | Path, resume: bool = 
 
     bar = tqdm(total=total, initial=state.step, disable=not progress, desc="retrain", unit="step",
                dynamic_ncols=True, mininterval=1.0)
-    t_start, images_seen, last_metrics = time.perf_counter(), 0, {}
+    t_start, images_seen, last_metrics, last_loss = time.perf_counter(), 0, {}, math.nan
     model.train()
     try:
         while state.step < total:
@@ -178,11 +178,8 @@ def retrain(genotype: Genotype, cfg: RunConfig, out: str | Path, resume: bool = 
                     with torch.no_grad():
                         t_logits = teacher(images)
                     kd = kl_distillation(logits, t_logits, tc.distill_temperature)
-                    record["distill"] = float(kd)
+                    record["distill"] = kd.detach()
                     loss = loss + tc.distill_weight * kd
-                if not torch.isfinite(loss):
-                    raise SegnasError(f"loss became {float(loss)} at step {state.step + 1}; lower "
-                                      f"train.lr (now {tc.lr}) or check the data")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if tc.grad_clip:
@@ -193,8 +190,14 @@ def retrain(genotype: Genotype, cfg: RunConfig, out: str | Path, resume: bool = 
                 state.step += 1
                 images_seen += images.shape[0]
                 bar.update(1)
-                record["loss"] = float(loss)
                 if state.step % tc.log_every == 0 or state.step == total:
+                    # reading the loss syncs with the device: only on logging steps
+                    record["loss"] = last_loss = loss.item()
+                    if "distill" in record:
+                        record["distill"] = record["distill"].item()
+                    if not math.isfinite(record["loss"]):
+                        raise SegnasError(f"loss became {record['loss']} at step {state.step}; lower "
+                                          f"train.lr (now {tc.lr}) or check the data")
                     log.write(record)
                     writer.add_scalar("train/loss", record["loss"], state.step)
                     writer.add_scalar("train/lr", lr, state.step)
@@ -211,7 +214,7 @@ def retrain(genotype: Genotype, cfg: RunConfig, out: str | Path, resume: bool = 
                     writer.add_scalar("val/miou", last_metrics["miou"], state.step)
                     writer.add_scalar("val/pixel_acc", last_metrics["pixel_acc"], state.step)
                     checkpoint(last_metrics)
-                    bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{lr:.2g}",
+                    bar.set_postfix(loss=f"{last_loss:.3f}", lr=f"{lr:.2g}",
                                     miou=f"{100 * last_metrics['miou']:.1f}")
                 if stop_after is not None and state.step >= stop_after:
                     return {"interrupted": True, "step": state.step}

@@ -1,0 +1,129 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segnas.cli import main
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *needles):
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("segnas: error:"), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert str(needle) in lines[0], (needle, lines[0])
+
+
+def test_zoo_list_and_show(capsys):
+    code, out, _ = run_cli(capsys, "zoo", "list")
+    assert code == 0 and "fasterseg" in out
+    code, out, _ = run_cli(capsys, "zoo", "show", "fasterseg")
+    assert code == 0 and "zoomed_conv_2x" in out and "1266a6f3e68949d3" in out
+
+
+def test_profile_json(capsys):
+    code, out, _ = run_cli(capsys, "profile", "fasterseg", "--input", "64x96", "--repeats", "2", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["params"] == 3_454_643 and result["latency_ms"] > 0
+
+
+def test_show_draws_a_png(capsys, tmp_path):
+    png = tmp_path / "arch.png"
+    code, out, _ = run_cli(capsys, "show", "fasterseg", "--png", str(png))
+    assert code == 0 and "branch 1" in out
+    assert Image.open(png).size[0] > 300
+
+
+def test_retrain_evaluate_on_folder_data(capsys, tmp_path, folder_dataset):
+    run = tmp_path / "run"
+    code, out, err = run_cli(capsys, "retrain", "fasterseg", "--data", "folder", "--root", str(folder_dataset),
+                             "--num-classes", "3", "--preset", "tiny", "--out", str(run), "--quiet",
+                             "--set", "data.crop=[32,32]")
+    assert code == 0, err
+    assert "best val mIoU" in out
+    code, out, err = run_cli(capsys, "evaluate", str(run), "--data", "folder", "--root", str(folder_dataset),
+                             "--num-classes", "3", "--save-predictions", "2")
+    assert code == 0, err
+    assert "mIoU" in out and len(list((run / "eval_val" / "predictions").glob("*.png"))) == 2
+    # the same checkpoint on data with another class count
+    code, _, err = run_cli(capsys, "evaluate", str(run), "--data", "synthetic")
+    assert_one_line_error(code, err, "classes")
+
+
+def _retrain(capsys, tmp_path, root, *extra):
+    return run_cli(capsys, "retrain", "fasterseg", "--data", "folder", "--root", str(root), "--num-classes", "3",
+                   "--preset", "tiny", "--out", str(tmp_path / "r"), "--quiet", "--set", "data.crop=[32,32]", *extra)
+
+
+def test_missing_folder(capsys, tmp_path):
+    code, _, err = _retrain(capsys, tmp_path, tmp_path / "nowhere")
+    assert_one_line_error(code, err, tmp_path / "nowhere")
+
+
+def test_image_mask_size_mismatch(capsys, tmp_path, folder_dataset):
+    bad = folder_dataset / "train" / "masks" / "3.png"
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(bad)
+    code, _, err = _retrain(capsys, tmp_path, folder_dataset)
+    assert_one_line_error(code, err, bad)
+    assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_label_out_of_range(capsys, tmp_path, folder_dataset):
+    bad = folder_dataset / "train" / "masks" / "2.png"
+    Image.fromarray(np.full((32, 32), 7, np.uint8)).save(bad)
+    code, _, err = _retrain(capsys, tmp_path, folder_dataset)
+    assert_one_line_error(code, err, bad, "7")
+
+
+def test_corrupt_image(capsys, tmp_path, folder_dataset):
+    bad = folder_dataset / "train" / "images" / "1.png"
+    bad.write_bytes(b"\x89PNG not really")
+    code, _, err = _retrain(capsys, tmp_path, folder_dataset)
+    assert_one_line_error(code, err, bad)
+
+
+def test_wrong_class_count(capsys, tmp_path, folder_dataset):
+    code, _, err = run_cli(capsys, "retrain", "fasterseg", "--data", "synthetic", "--num-classes", "19",
+                           "--preset", "tiny", "--out", str(tmp_path / "r"), "--quiet")
+    assert_one_line_error(code, err, "19")
+
+
+def test_malformed_genotype_and_unknown_names(capsys, tmp_path):
+    bad = tmp_path / "g.json"
+    bad.write_text('{"space": "fasterseg"')
+    code, _, err = run_cli(capsys, "profile", str(bad))
+    assert_one_line_error(code, err, bad)
+    code, _, err = run_cli(capsys, "show", "no-such-arch")
+    assert_one_line_error(code, err, "no-such-arch")
+    code, _, err = run_cli(capsys, "retrain", "fasterseg", "--preset", "huge", "--out", str(tmp_path / "x"))
+    assert_one_line_error(code, err, "huge")
+
+
+def test_existing_run_is_not_overwritten(capsys, tmp_path, folder_dataset):
+    assert _retrain(capsys, tmp_path, folder_dataset)[0] == 0
+    before = (tmp_path / "r" / "checkpoints" / "last.pt").read_bytes()
+    code, _, err = _retrain(capsys, tmp_path, folder_dataset)
+    assert_one_line_error(code, err, "--resume")
+    assert (tmp_path / "r" / "checkpoints" / "last.pt").read_bytes() == before
+
+
+def test_console_entry_point_prints_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "segnas", "profile", str(tmp_path / "missing.json")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "missing.json" in proc.stderr
+
+
+def test_demo_quick(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "demo", "--quick", "--out", str(tmp_path / "demo"))
+    assert code == 0, err
+    assert "val mIoU" in out and (tmp_path / "demo" / "retrain" / "checkpoints" / "best.pt").is_file()

@@ -1,0 +1,76 @@
+import json
+
+import pytest
+import torch
+
+import segnas
+from segnas.config import make_config
+from segnas.engine import load_checkpoint, retrain
+from segnas.errors import CheckpointError, ConfigError
+
+
+def tiny_cfg(**train):
+    cfg = make_config("tiny")
+    for k, v in train.items():
+        setattr(cfg.train, k, v)
+    return cfg
+
+
+def val_records(run):
+    return [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "val_miou" in r]
+
+
+def test_resume_after_interruption_matches_an_unbroken_run(tmp_path):
+    g = segnas.zoo.get("fasterseg")
+    full = retrain(g, tiny_cfg(ema_decay=0.9), tmp_path / "full", progress=False)
+    # "kill" after step 6: the last checkpoint is from step 4, so steps 5-6 are redone
+    part = retrain(g, tiny_cfg(ema_decay=0.9), tmp_path / "part", stop_after=6, progress=False)
+    assert part["interrupted"] and load_checkpoint(tmp_path / "part/checkpoints/last.pt")["step"] == 4
+    resumed = retrain(g, tiny_cfg(), tmp_path / "part", resume=True, progress=False)
+    a = load_checkpoint(tmp_path / "full/checkpoints/last.pt")
+    b = load_checkpoint(tmp_path / "part/checkpoints/last.pt")
+    assert a["step"] == b["step"] == full["steps"] == 8
+    for key in ("model", "ema"):
+        for name, tensor in a[key].items():
+            assert torch.equal(tensor, b[key][name]), (key, name)
+    assert resumed["final"]["miou"] == full["final"]["miou"]
+    assert val_records(tmp_path / "full") == val_records(tmp_path / "part")
+
+
+def test_run_folder_contents_and_safe_checkpoints(tmp_path):
+    run = tmp_path / "run"
+    result = retrain(segnas.zoo.get("fasterseg"), tiny_cfg(), run, progress=False)
+    for name in ("config.yaml", "env.json", "genotype.json", "metrics.jsonl", "result.json",
+                 "checkpoints/best.pt", "checkpoints/last.pt"):
+        assert (run / name).is_file(), name
+    assert list((run / "tb").iterdir())
+    assert segnas.load(run / "genotype.json").archid == segnas.zoo.get("fasterseg").archid
+    best = load_checkpoint(run)
+    assert best["path"].endswith("best.pt") and best["best_miou"] == pytest.approx(result["best_miou"])
+    assert not list(run.glob("checkpoints/*.tmp"))
+    with pytest.raises(ConfigError, match="already exists"):
+        retrain(segnas.zoo.get("fasterseg"), tiny_cfg(), run, progress=False)
+    (run / "checkpoints" / "broken.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="broken.pt"):
+        load_checkpoint(run / "checkpoints" / "broken.pt")
+
+
+def test_distillation_from_a_teacher_checkpoint(tmp_path):
+    g = segnas.zoo.get("fasterseg")
+    retrain(g, tiny_cfg(epochs=1), tmp_path / "teacher", progress=False)
+    cfg = tiny_cfg(epochs=1, distill_teacher=str(tmp_path / "teacher"))
+    retrain(g, cfg, tmp_path / "student", progress=False)
+    logged = [json.loads(line) for line in (tmp_path / "student/metrics.jsonl").read_text().splitlines()]
+    assert any(r.get("distill", 0) > 0 for r in logged)
+
+
+def test_learning_rate_schedules():
+    from segnas.engine.trainer import lr_at
+
+    cfg = make_config("tiny").train
+    cfg.lr, cfg.schedule, cfg.poly_power = 0.1, "poly", 1.0
+    assert lr_at(0, 10, 5, cfg) == pytest.approx(0.1) and lr_at(5, 10, 5, cfg) == pytest.approx(0.05)
+    cfg.schedule, cfg.exp_gamma = "exp", 0.5
+    assert lr_at(4, 10, 5, cfg) == pytest.approx(0.1) and lr_at(5, 10, 5, cfg) == pytest.approx(0.05)
+    cfg.warmup_steps = 4
+    assert lr_at(1, 10, 5, cfg) == pytest.approx(0.05)
