@@ -96,6 +96,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         cfg.data.root = ckpt["config"]["data"]["root"] if args.root is None else args.root
         cfg.data.synthetic_val = ckpt["config"]["data"]["synthetic_val"]
         cfg.data.synthetic_size = ckpt["config"]["data"]["synthetic_size"]
+        cfg.data.synthetic_seed = ckpt["config"]["data"].get("synthetic_seed", 0)
     ds = build_dataset(cfg.data.dataset, data_root(cfg.data), args.split, transform=EvalTransform(),
                        seed=ckpt["config"]["seed"], **dataset_kwargs(cfg.data, args.split))
     model, genotype = model_from_checkpoint(ckpt, ds.num_classes)

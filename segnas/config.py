@@ -39,6 +39,7 @@ class DataConfig:
     synthetic_train: int = 256
     synthetic_val: int = 64
     synthetic_size: list[int] = field(default_factory=lambda: [96, 128])
+    synthetic_seed: int = 0  # which scenes; the run seed only drives augmentation
     max_val_images: int | None = None
 
 

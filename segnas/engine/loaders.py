@@ -21,7 +21,7 @@ from ..errors import ConfigError
 def dataset_kwargs(cfg: DataConfig, split: str) -> dict:
     if cfg.dataset == "synthetic":
         n = cfg.synthetic_train if split.startswith("train") else cfg.synthetic_val
-        return {"num_images": n, "size": tuple(cfg.synthetic_size)}
+        return {"num_images": n, "size": tuple(cfg.synthetic_size), "scene_seed": cfg.synthetic_seed}
     if cfg.dataset == "folder":
         if cfg.num_classes is None:
             raise ConfigError("data.num_classes: the 'folder' dataset needs the class count "
