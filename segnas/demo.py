@@ -23,8 +23,8 @@ def run_demo(out: Path | None = None, quick: bool = False) -> int:
     t0 = time.perf_counter()
     genotype = zoo.get("fasterseg")
     preset = "tiny" if quick else "cpu"
-    overrides = [] if quick else ["data.crop=null", "train.epochs=12", "train.batch_size=8",
-                                  "train.eval_every=0", "train.ohem_min_kept=8000"]
+    overrides = [] if quick else ["data.crop=[96,128]", "data.scale_range=[0.75,1.5]", "train.epochs=12",
+                                  "train.batch_size=8", "train.eval_every=64", "train.ohem_min_kept=8000"]
     cfg = make_config(preset, overrides=overrides, extra={"data": {"dataset": "synthetic"}})
     print(f"segnas demo: retraining the zoo FasterSeg ({genotype.archid}) from scratch on the built-in "
           f"synthetic dataset ({cfg.data.synthetic_train} train / {cfg.data.synthetic_val} val images, "

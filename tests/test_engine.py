@@ -74,3 +74,9 @@ def test_learning_rate_schedules():
     assert lr_at(4, 10, 5, cfg) == pytest.approx(0.1) and lr_at(5, 10, 5, cfg) == pytest.approx(0.05)
     cfg.warmup_steps = 4
     assert lr_at(1, 10, 5, cfg) == pytest.approx(0.05)
+
+
+def test_unbatchable_training_images_are_refused(tmp_path):
+    cfg = make_config("tiny", overrides=["data.crop=null"])
+    with pytest.raises(ConfigError, match="data.crop"):
+        retrain(segnas.zoo.get("fasterseg"), cfg, tmp_path / "r", progress=False)

@@ -38,6 +38,9 @@ def data_root(cfg: DataConfig) -> str | None:
 
 def make_datasets(cfg: DataConfig, seed: int):
     """(train, val) datasets with training augmentation on train only."""
+    if cfg.crop is None and list(cfg.scale_range) != [1.0, 1.0]:
+        raise ConfigError("data.crop is not set, so randomly scaled images of different sizes cannot be "
+                          "batched; set a crop, e.g. --set data.crop=[256,256], or data.scale_range=[1,1]")
     train_tf = TrainTransform(crop_size=tuple(cfg.crop) if cfg.crop else None,
                               scale_range=tuple(cfg.scale_range), hflip=cfg.hflip)
     root = data_root(cfg)
