@@ -68,15 +68,27 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from .engine import retrain
 
     out = Path(args.out)
+    resume_overrides = None
     if args.resume:
+        changed = [flag for flag, value in (("--set", args.overrides), ("--config", args.config),
+                                            ("--data", args.data), ("--root", args.root),
+                                            ("--num-classes", args.num_classes), ("--seed", args.seed),
+                                            ("--teacher", args.teacher)) if value]
+        if changed:
+            raise SegnasError(f"--resume continues {out} with its own config; drop {', '.join(changed)} "
+                              "(only --device and --threads may change)")
         genotype = load_genotype(out / "genotype.json") if args.genotype is None else resolve_genotype(args.genotype)
         cfg = make_config(args.preset)  # replaced by the run's own config on resume
+        resume_overrides = {k: getattr(args, k) for k in ("device", "threads") if getattr(args, k) is not None}
     else:
         if args.genotype is None:
             raise GenotypeError("retrain needs a GENOTYPE (a .json file or a zoo name such as 'fasterseg')")
         genotype = resolve_genotype(args.genotype)
         cfg = make_config(args.preset, args.config, args.overrides, _cli_extra(args))
-    result = retrain(genotype, cfg, out, resume=args.resume, progress=not args.quiet)
+    result = retrain(genotype, cfg, out, resume=args.resume, progress=not args.quiet,
+                     resume_overrides=resume_overrides)
+    if result.get("already_complete"):
+        print(f"{out} is already complete ({result['steps']} steps); nothing to resume")
     print(f"best val mIoU {100 * result['best_miou']:.2f}%  final {100 * result['final']['miou']:.2f}%  "
           f"({result['steps']} steps, {result['wall_s']:.0f} s, {result['images_per_s']:.1f} img/s)  -> {out}")
     return 0
@@ -90,13 +102,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .engine.rundir import write_json
 
     ckpt = load_checkpoint(args.checkpoint)
-    cfg = make_config("cpu", None, args.overrides, _cli_extra(args))
+    cfg = make_config(args.preset, args.config, args.overrides, _cli_extra(args))
     if args.data is None:  # default to the data the checkpoint was trained on
         cfg.data.dataset = ckpt["config"]["data"]["dataset"]
         cfg.data.root = ckpt["config"]["data"]["root"] if args.root is None else args.root
         cfg.data.synthetic_val = ckpt["config"]["data"]["synthetic_val"]
         cfg.data.synthetic_size = ckpt["config"]["data"]["synthetic_size"]
         cfg.data.synthetic_seed = ckpt["config"]["data"].get("synthetic_seed", 0)
+        cfg.data.num_classes = ckpt["config"]["data"].get("num_classes")
     ds = build_dataset(cfg.data.dataset, data_root(cfg.data), args.split, transform=EvalTransform(),
                        seed=ckpt["config"]["seed"], **dataset_kwargs(cfg.data, args.split))
     model, genotype = model_from_checkpoint(ckpt, ds.num_classes)
@@ -117,7 +130,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from .profile import profile
     from .spaces import get_space
 
+    from .engine.trainer import resolve_device
+
     genotype = resolve_genotype(args.genotype)
+    for flag, value in (("--repeats", args.repeats), ("--batch", args.batch), ("--num-classes", args.num_classes),
+                        ("--threads", args.threads or 1)):
+        if value < 1:
+            raise SegnasError(f"{flag} must be at least 1, got {value}")
+    resolve_device(args.device)
     net = get_space(genotype.space).build(genotype, args.num_classes, aux=True)
     h, w = args.input
     result = profile(net, (args.batch, 3, h, w), latency=not args.no_latency, device=args.device,
@@ -163,6 +183,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"{g.name or '(unnamed)'}  space={g.space} v{g.space_version}  archid={g.archid}")
     print(get_space(g.space).describe(g))
     png = Path(args.png) if args.png else Path(f"{g.name or g.archid}.png")
+    if not args.png and png.exists():
+        raise SegnasError(f"{png}: exists; pass --png PATH to choose where the drawing goes")
     draw_genotype(g, png)
     print(f"drawing -> {png}")
     return 0
@@ -231,6 +253,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except SegnasError as e:
         print(f"segnas: error: {one_line(e)}", file=sys.stderr)
+        return 2
+    except OSError as e:  # disk full, permission denied, ...: the file and the reason, no traceback
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"segnas: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
 
 

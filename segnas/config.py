@@ -125,6 +125,11 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
         return [_check_type(v, inner, key) for v in value]
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if tp is bool and not isinstance(value, bool):
         raise ConfigError(f"config key '{key}': expected true or false, got {value!r}")
     if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
@@ -148,6 +153,55 @@ def _merge(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
             _merge(current, value, name + ".")
         else:
             setattr(obj, key, _check_type(value, hints[key], name))
+
+
+_CHOICES = {"train.optimizer": ("sgd", "adam"), "train.schedule": ("poly", "exp", "constant"),
+            "train.loss": ("ohem", "ce")}
+_RANGES = {  # key: (lowest, highest, lowest allowed itself)
+    "train.epochs": (1, None, True), "train.batch_size": (1, None, True), "train.lr": (0, None, False),
+    "train.momentum": (0, 1, True), "train.weight_decay": (0, None, True), "train.poly_power": (0, None, False),
+    "train.exp_gamma": (0, 1, False), "train.warmup_steps": (0, None, True), "train.ohem_thresh": (0, 1, False),
+    "train.ohem_min_kept": (1, None, True), "train.aux_weight": (0, None, True),
+    "train.distill_weight": (0, None, True), "train.distill_temperature": (0, None, False),
+    "train.eval_every": (0, None, True), "train.log_every": (1, None, True), "train.grad_clip": (0, None, False),
+    "data.num_workers": (0, None, True), "data.synthetic_train": (1, None, True),
+    "data.synthetic_val": (1, None, True), "data.num_classes": (1, 254, True), "threads": (1, None, True),
+}
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """Range and choice checks, so a bad value fails before any work with the key named."""
+    for key, (low, high, inclusive) in _RANGES.items():
+        value = _get(cfg, key)
+        if value is None:
+            continue
+        if value < low or (value == low and not inclusive) or (high is not None and value > high):
+            bound = f">= {low}" if inclusive else f"> {low}"
+            raise ConfigError(f"config key '{key}' is {value}; it must be {bound}"
+                              + (f" and <= {high}" if high is not None else ""))
+    for key, options in _CHOICES.items():
+        if _get(cfg, key) not in options:
+            raise ConfigError(f"config key '{key}' is {_get(cfg, key)!r}; choose one of {', '.join(options)}")
+    if cfg.train.ema_decay is not None and not 0 < cfg.train.ema_decay < 1:
+        raise ConfigError(f"config key 'train.ema_decay' is {cfg.train.ema_decay}; it must be in (0, 1) or null")
+    if cfg.train.momentum >= 1:
+        raise ConfigError("config key 'train.momentum' must be < 1")
+    for key in ("data.crop", "data.synthetic_size"):
+        value = _get(cfg, key)
+        if value is not None and (len(value) != 2 or min(value) < 1):
+            raise ConfigError(f"config key '{key}' is {value}; give [height, width] of positive integers")
+    scale = cfg.data.scale_range
+    if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
+        raise ConfigError(f"config key 'data.scale_range' is {cfg.data.scale_range}; give [low, high] "
+                          "with 0 < low <= high")
+    return cfg
+
+
+def _get(cfg: RunConfig, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -191,7 +245,7 @@ def make_config(preset: str = "cpu", file: str | Path | None = None,
         _merge(cfg, extra)
     if overrides:
         _merge(cfg, parse_overrides(overrides))
-    return cfg
+    return validate(cfg)
 
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:
@@ -201,4 +255,4 @@ def to_dict(cfg: RunConfig) -> dict[str, Any]:
 def from_dict(data: dict[str, Any]) -> RunConfig:
     cfg = RunConfig()
     _merge(cfg, data)
-    return cfg
+    return validate(cfg)

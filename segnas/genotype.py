@@ -14,12 +14,12 @@ import copy
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import GenotypeError
+from .fileio import atomic_write_text
 
 FORMAT_VERSION = 1
 _REQUIRED = ("format_version", "space", "space_version", "space_args", "choices", "structure")
@@ -95,17 +95,7 @@ class Genotype:
 
 def save(genotype: Genotype, path: str | os.PathLike) -> Path:
     """Write atomically (temp file + rename) so a crash never leaves half a genotype."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(genotype.to_json())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, genotype.to_json())
 
 
 def load(path: str | os.PathLike, validate: bool = True) -> Genotype:

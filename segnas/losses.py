@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import ConfigError
+
 
 class CrossEntropy(nn.Module):
     """Pixel-wise cross-entropy that skips ``ignore_index``."""
@@ -75,5 +77,5 @@ LOSSES = {"ce": CrossEntropy, "ohem": OhemCrossEntropy}
 def make_criterion(name: str, ignore_index: int = 255, **kwargs) -> nn.Module:
     """Loss by name ('ce' or 'ohem')."""
     if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; known: {', '.join(LOSSES)}")
+        raise ConfigError(f"train.loss {name!r} is unknown; choose one of {', '.join(LOSSES)}")
     return LOSSES[name](ignore_index=ignore_index, **kwargs)

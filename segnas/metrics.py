@@ -39,6 +39,8 @@ class ConfusionMatrix:
         if bool(((target[valid] < 0) | (target[valid] >= n)).any()):
             bad = torch.unique(target[valid][(target[valid] < 0) | (target[valid] >= n)]).tolist()
             raise ValueError(f"target holds labels {bad} outside 0..{n - 1} (ignore index {self.ignore_index})")
+        if bool(((pred[valid] < 0) | (pred[valid] >= n)).any()):
+            raise ValueError(f"prediction holds class ids outside 0..{n - 1}")
         idx = target[valid] * n + pred[valid]
         self.matrix += torch.bincount(idx, minlength=n * n).reshape(n, n)
 

@@ -127,3 +127,20 @@ def test_demo_quick(capsys, tmp_path):
     code, out, err = run_cli(capsys, "demo", "--quick", "--out", str(tmp_path / "demo"))
     assert code == 0, err
     assert "val mIoU" in out and (tmp_path / "demo" / "retrain" / "checkpoints" / "best.pt").is_file()
+
+
+def test_resume_refuses_config_changes_but_allows_threads(capsys, tmp_path, folder_dataset):
+    assert _retrain(capsys, tmp_path, folder_dataset)[0] == 0
+    code, _, err = run_cli(capsys, "retrain", "--out", str(tmp_path / "r"), "--resume", "--set", "train.lr=1")
+    assert_one_line_error(code, err, "--set")
+    code, out, err = run_cli(capsys, "retrain", "--out", str(tmp_path / "r"), "--resume", "--threads", "1",
+                             "--quiet")
+    assert code == 0 and "already complete" in out, err
+
+
+def test_show_does_not_overwrite_an_existing_default_png(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fasterseg.png").write_bytes(b"mine")
+    code, _, err = run_cli(capsys, "show", "fasterseg")
+    assert_one_line_error(code, err, "fasterseg.png")
+    assert (tmp_path / "fasterseg.png").read_bytes() == b"mine"

@@ -6,7 +6,7 @@ import torch
 import segnas
 from segnas.config import make_config
 from segnas.engine import load_checkpoint, retrain
-from segnas.errors import CheckpointError, ConfigError
+from segnas.errors import CheckpointError, ConfigError, SegnasError
 
 
 def tiny_cfg(**train):
@@ -80,3 +80,96 @@ def test_unbatchable_training_images_are_refused(tmp_path):
     cfg = make_config("tiny", overrides=["data.crop=null"])
     with pytest.raises(ConfigError, match="data.crop"):
         retrain(segnas.zoo.get("fasterseg"), cfg, tmp_path / "r", progress=False)
+
+
+def _unbroken(tmp_path):
+    g = segnas.zoo.get("fasterseg")
+    retrain(g, tiny_cfg(ema_decay=0.9), tmp_path / "full", progress=False)
+    return load_checkpoint(tmp_path / "full/checkpoints/last.pt")
+
+
+def _assert_same_weights(a, b):
+    for key in ("model", "ema"):
+        for name, tensor in a[key].items():
+            assert torch.equal(tensor, b[key][name]), (key, name)
+
+
+@pytest.mark.parametrize("where", ["mid-step", "during-eval"])
+def test_ctrl_c_stops_between_steps_and_resume_matches(tmp_path, monkeypatch, where):
+    import signal
+
+    import segnas.engine.trainer as trainer
+
+    full = _unbroken(tmp_path)
+    calls = {"n": 0}
+    if where == "mid-step":  # Ctrl-C after the optimizer step of step 7, before the step is counted
+        original = trainer.ModelEMA.update
+
+        def update(self, model):
+            calls["n"] += 1
+            if calls["n"] == 7:
+                signal.raise_signal(signal.SIGINT)
+            original(self, model)
+
+        monkeypatch.setattr(trainer.ModelEMA, "update", update)
+    else:  # Ctrl-C while the step-4 evaluation runs
+        original = trainer.evaluate
+
+        def evaluate(*args, **kwargs):
+            signal.raise_signal(signal.SIGINT)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(trainer, "evaluate", evaluate)
+    with pytest.raises(SegnasError, match="--resume"):
+        retrain(segnas.zoo.get("fasterseg"), tiny_cfg(ema_decay=0.9), tmp_path / "part", progress=False)
+    stopped = load_checkpoint(tmp_path / "part/checkpoints/last.pt")["step"]
+    assert stopped == (7 if where == "mid-step" else 4)
+    monkeypatch.undo()
+    retrain(segnas.zoo.get("fasterseg"), tiny_cfg(), tmp_path / "part", resume=True, progress=False)
+    _assert_same_weights(full, load_checkpoint(tmp_path / "part/checkpoints/last.pt"))
+    assert [r["step"] for r in val_records(tmp_path / "part")] == [4, 8]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_resuming_a_finished_run_keeps_its_result(tmp_path):
+    g = segnas.zoo.get("fasterseg")
+    first = retrain(g, tiny_cfg(), tmp_path / "r", progress=False)
+    before = (tmp_path / "r/result.json").read_text()
+    again = retrain(g, tiny_cfg(), tmp_path / "r", resume=True, progress=False)
+    assert again["already_complete"] and again["best_miou"] == first["best_miou"]
+    assert (tmp_path / "r/result.json").read_text() == before
+
+
+def test_failed_start_can_be_restarted_but_foreign_files_are_kept(tmp_path):
+    g = segnas.zoo.get("fasterseg")
+    run = tmp_path / "r"
+    retrain(g, tiny_cfg(), run, stop_after=1, progress=False)  # dies before its first checkpoint (step 4)
+    assert (run / "env.json").is_file() and not (run / "checkpoints").exists()
+    retrain(g, tiny_cfg(), run, progress=False)  # starts again cleanly
+    assert [r["step"] for r in val_records(run)] == [4, 8]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("# my notes\n")
+    with pytest.raises(ConfigError, match="not written by a segnas run"):
+        retrain(g, tiny_cfg(), mine, progress=False)
+    assert (mine / "config.yaml").read_text() == "# my notes\n"
+
+
+def test_half_written_metrics_line_does_not_break_resume(tmp_path):
+    g = segnas.zoo.get("fasterseg")
+    retrain(g, tiny_cfg(), tmp_path / "r", stop_after=6, progress=False)
+    with open(tmp_path / "r/metrics.jsonl", "a") as f:
+        f.write('{"step": 7, "ep')
+    retrain(g, tiny_cfg(), tmp_path / "r", resume=True, progress=False)
+    assert [r["step"] for r in val_records(tmp_path / "r")] == [4, 8]
+
+
+def test_distillation_term_enters_the_loss(tmp_path):
+    g = segnas.zoo.get("fasterseg")
+    retrain(g, tiny_cfg(epochs=1), tmp_path / "teacher", progress=False)
+    runs = {}
+    for weight in (0.0, 5.0):
+        cfg = tiny_cfg(epochs=1, distill_teacher=str(tmp_path / "teacher"), distill_weight=weight)
+        retrain(g, cfg, tmp_path / f"s{weight}", progress=False)
+        runs[weight] = load_checkpoint(tmp_path / f"s{weight}/checkpoints/last.pt")["model"]
+    assert any(not torch.equal(runs[0.0][k], runs[5.0][k]) for k in runs[0.0] if "weight" in k)

@@ -42,6 +42,8 @@ def test_logits_input_and_out_of_range_target():
     assert cm.matrix.tolist() == [[1, 1], [0, 0]]
     with pytest.raises(ValueError, match="outside"):
         cm.update(torch.zeros(1, 2, dtype=torch.long), torch.tensor([[0, 5]]))
+    with pytest.raises(ValueError, match="prediction"):
+        cm.update(torch.tensor([[3, 4]]), torch.tensor([[0, 0]]))
 
 
 def test_nekrasov_reward_is_geometric_mean_and_can_exclude_a_class():

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from segnas.data.files import absolute
 from segnas.errors import ConfigError, DataError
+from segnas.fileio import atomic_write_text
 
 SPLIT_KEYS: tuple[str, ...] = ("train", "trainA", "trainB", "val")
 
@@ -55,20 +54,11 @@ def make_splits(
 
 
 def save_splits(path: str | os.PathLike[str], splits: Mapping[str, list[int]], meta: Mapping[str, Any]) -> None:
-    """Write ``{"splits": ..., "meta": ...}`` as JSON via a temp file + os.replace (atomic)."""
+    """Write ``{"splits": ..., "meta": ...}`` as JSON, atomically."""
     target = absolute(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     payload = {"splits": {k: [int(i) for i in v] for k, v in splits.items()}, "meta": dict(meta)}
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=1, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(target, json.dumps(payload, indent=1, sort_keys=True))
 
 
 def load_splits(path: str | os.PathLike[str]) -> tuple[dict[str, list[int]], dict[str, Any]]:

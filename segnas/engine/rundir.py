@@ -20,24 +20,50 @@ import torch
 import yaml
 
 from ..errors import ConfigError
+from ..fileio import atomic_write_text
+
+
+RUN_FILES = ("config.yaml", "env.json", "genotype.json", "metrics.jsonl", "result.json")
+MARKER = "segnas_run"
 
 
 def prepare_run_dir(path: str | os.PathLike, resume: bool) -> Path:
+    """Check ``path`` can hold this run: resume needs a checkpoint, a new run needs a folder
+    without one. A folder left by a start that failed before its first checkpoint (marked by
+    our ``env.json``) is reused; files of the user's own with our names are never touched."""
     path = Path(path)
-    has_run = (path / "checkpoints").exists() or (path / "metrics.jsonl").exists()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{path}: exists and is not a folder; choose another --out")
     if resume:
         if not (path / "checkpoints" / "last.pt").is_file():
             raise ConfigError(f"{path}: nothing to resume (no checkpoints/last.pt); "
                               "drop --resume to start a new run")
-    elif has_run:
+        return path
+    if (path / "checkpoints" / "last.pt").is_file():
         raise ConfigError(f"{path}: a run already exists here; pass --resume to continue it "
                           "or choose another --out folder")
-    path.mkdir(parents=True, exist_ok=True)
+    ours = _is_segnas_run(path)
+    foreign = [name for name in RUN_FILES if (path / name).exists()]
+    if foreign and not ours:
+        raise ConfigError(f"{path}: already holds {', '.join(foreign)} not written by a segnas run; "
+                          "choose another --out folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot create the run folder ({e.strerror}); choose another --out") from None
     return path
+
+
+def _is_segnas_run(path: Path) -> bool:
+    try:
+        return bool(json.loads((path / "env.json").read_text()).get(MARKER))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def environment(seed: int, device: str) -> dict[str, Any]:
     return {
+        MARKER: True,
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "numpy": np.__version__,
@@ -52,15 +78,11 @@ def environment(seed: int, device: str) -> dict[str, Any]:
 
 
 def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def write_yaml(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
-    os.replace(tmp, path)
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
 
 
 class MetricsLog:
@@ -70,10 +92,8 @@ class MetricsLog:
         self.path = path
         if resume_step is not None and path.exists():
             kept = [line for line in path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text("".join(line + "\n" for line in kept))
-            os.replace(tmp, path)
+                    if (record := _parse(line)) is not None and record.get("step", 0) <= resume_step]
+            atomic_write_text(path, "".join(line + "\n" for line in kept))
 
     def write(self, record: dict[str, Any]) -> None:
         with self.path.open("a") as f:
@@ -82,4 +102,13 @@ class MetricsLog:
     def read(self) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        return [r for r in map(_parse, self.path.read_text().splitlines()) if r is not None]
+
+
+def _parse(line: str) -> dict[str, Any] | None:
+    """One metrics line, or None for a blank or half-written one (a kill mid-append)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None

@@ -10,8 +10,12 @@ first, so nothing trained is lost.
 
 from __future__ import annotations
 
+import json
 import math
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +48,18 @@ def lr_at(step: int, total: int, steps_per_epoch: int, cfg) -> float:
     if cfg.schedule == "constant":
         return base
     raise ConfigError(f"train.schedule {cfg.schedule!r} is unknown; choose poly, exp or constant")
+
+
+def resolve_device(name: str) -> torch.device:
+    """A torch device that exists here, or a ConfigError saying what to use instead."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"device {name!r} is not a torch device; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r}: no CUDA GPU here; use --device cpu (the paper preset "
+                          "assumes a GPU)")
+    return device
 
 
 def make_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
@@ -82,17 +98,25 @@ class _State:
 
 
 def retrain(genotype: Genotype, cfg: RunConfig, out: str | Path, resume: bool = False,
-            stop_after: int | None = None, progress: bool = True) -> dict[str, Any]:
+            stop_after: int | None = None, progress: bool = True,
+            resume_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train ``genotype``'s child network as ``cfg`` says, writing the run to ``out``.
 
     ``stop_after`` ends the run after that many steps without saving, like a
     kill; it exists so tests can check that resuming reaches the same result.
+    On resume the run's own config is used; ``resume_overrides`` may change only
+    where it runs (``device``, ``threads``), never what it computes.
     """
     run = prepare_run_dir(out, resume)
     tc = cfg.train
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt") if resume else None
     if ckpt is not None:
         cfg = from_dict(ckpt["config"])
+        for key, value in (resume_overrides or {}).items():
+            if key not in ("device", "threads"):
+                raise ConfigError(f"--resume continues the run with its own config; '{key}' cannot change "
+                                  "(only --device and --threads can)")
+            setattr(cfg, key, value)
         tc = cfg.train
         stored = Genotype.from_dict(ckpt["genotype"], source=str(run / "checkpoints" / "last.pt"))
         if stored.archid != genotype.archid:
@@ -100,7 +124,7 @@ def retrain(genotype: Genotype, cfg: RunConfig, out: str | Path, resume: bool = 
                               "resume with the run's own genotype.json")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = torch.device(cfg.device)
+    device = resolve_device(cfg.device)
     train_ds, val_ds = make_datasets(cfg.data, cfg.seed)
     num_classes = train_ds.num_classes
     steps_per_epoch = len(train_ds) // tc.batch_size
@@ -125,6 +149,8 @@ def retrain(genotype: Genotype, cfg: RunConfig, out: str | Path, resume: bool = 
     criterion = make_criterion(tc.loss, train_ds.ignore_index,
                                **({"thresh": tc.ohem_thresh, "min_kept": tc.ohem_min_kept} if tc.loss == "ohem" else {}))
     state = _State()
+    if ckpt is not None and int(ckpt["step"]) >= total and (run / "result.json").is_file():
+        return {**json.loads((run / "result.json").read_text()), "already_complete": True}
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -137,8 +163,9 @@ def retrain(genotype: Genotype, cfg: RunConfig, out: str | Path, resume: bool = 
         write_json(run / "env.json", environment(cfg.seed, str(device)))
         save_genotype(genotype, run / "genotype.json")
 
-    log = MetricsLog(run / "metrics.jsonl", resume_step=state.step if ckpt is not None else None)
-    writer = _tensorboard(run / "tb", purge_step=state.step if ckpt is not None else None)
+    # a fresh run drops whatever a failed earlier start logged; a resumed one what came after its checkpoint
+    log = MetricsLog(run / "metrics.jsonl", resume_step=state.step)
+    writer = _tensorboard(run / "tb", purge_step=state.step + 1)
     val_loader = eval_loader(val_ds, cfg.data.num_workers)
 
     def checkpoint(metrics: dict[str, Any] | None) -> None:
@@ -150,80 +177,84 @@ def retrain(genotype: Genotype, cfg: RunConfig, out: str | Path, resume: bool = 
             "torch_rng": torch.get_rng_state(),
             "metrics": {k: v for k, v in (metrics or {}).items() if k != "confusion"},
         }
-        atomic_save(payload, run / "checkpoints" / "last.pt")
         if metrics is not None and metrics["miou"] >= state.best_miou:
-            state.best_miou = metrics["miou"]
-            payload["best_miou"] = state.best_miou
+            payload["best_miou"] = metrics["miou"]
             atomic_save(payload, run / "checkpoints" / "best.pt")
-            atomic_save(payload, run / "checkpoints" / "last.pt")
+            state.best_miou = metrics["miou"]
+        atomic_save(payload, run / "checkpoints" / "last.pt")
 
+    saved_step = state.step if ckpt is not None else -1
     bar = tqdm(total=total, initial=state.step, disable=not progress, desc="retrain", unit="step",
                dynamic_ncols=True, mininterval=1.0)
-    t_start, images_seen, last_metrics, last_loss = time.perf_counter(), 0, {}, math.nan
+    t_start, images_seen, last_loss = time.perf_counter(), 0, math.nan
+    last_metrics: dict[str, Any] = dict(ckpt["metrics"]) if ckpt is not None else {}
     model.train()
     try:
-        while state.step < total:
-            epoch, start_batch = divmod(state.step, steps_per_epoch)
-            for images, masks in train_loader(train_ds, tc.batch_size, cfg.seed, epoch, start_batch,
-                                              cfg.data.num_workers):
-                lr = lr_at(state.step, total, steps_per_epoch, tc)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                images = images.to(device).contiguous(memory_format=fmt)
-                masks = masks.to(device)
-                logits, aux = model(images, aux=True)
-                loss = seg_loss_with_aux(criterion, logits, aux, masks, tc.aux_weight)
-                record: dict[str, Any] = {"step": state.step + 1, "epoch": epoch, "lr": lr}
-                if teacher is not None:
-                    with torch.no_grad():
-                        t_logits = teacher(images)
-                    kd = kl_distillation(logits, t_logits, tc.distill_temperature)
-                    record["distill"] = kd.detach()
-                    loss = loss + tc.distill_weight * kd
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if tc.grad_clip:
-                    nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-                optimizer.step()
-                if ema is not None:
-                    ema.update(model)
-                state.step += 1
-                images_seen += images.shape[0]
-                bar.update(1)
-                if state.step % tc.log_every == 0 or state.step == total:
-                    # reading the loss syncs with the device: only on logging steps
-                    record["loss"] = last_loss = loss.item()
-                    if "distill" in record:
-                        record["distill"] = record["distill"].item()
-                    if not math.isfinite(record["loss"]):
-                        raise SegnasError(f"loss became {record['loss']} at step {state.step}; lower "
-                                          f"train.lr (now {tc.lr}) or check the data")
-                    log.write(record)
-                    writer.add_scalar("train/loss", record["loss"], state.step)
-                    writer.add_scalar("train/lr", lr, state.step)
-                    bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{lr:.2g}",
-                                    miou=f"{100 * last_metrics.get('miou', 0):.1f}")
-                if state.step % eval_every == 0 or state.step == total:
-                    net = ema.shadow if ema is not None else model
-                    last_metrics = evaluate(net, val_loader, num_classes, device, train_ds.ignore_index,
-                                            channels_last=tc.channels_last)
-                    model.train()
-                    log.write({"step": state.step, "epoch": epoch, "val_miou": last_metrics["miou"],
-                               "val_fwiou": last_metrics["fwiou"], "val_pixel_acc": last_metrics["pixel_acc"],
-                               "val_mean_acc": last_metrics["mean_acc"], "val_iou": last_metrics["iou"]})
-                    writer.add_scalar("val/miou", last_metrics["miou"], state.step)
-                    writer.add_scalar("val/pixel_acc", last_metrics["pixel_acc"], state.step)
-                    checkpoint(last_metrics)
-                    bar.set_postfix(loss=f"{last_loss:.3f}", lr=f"{lr:.2g}",
-                                    miou=f"{100 * last_metrics['miou']:.1f}")
-                if stop_after is not None and state.step >= stop_after:
-                    return {"interrupted": True, "step": state.step}
-                if state.step >= total:
-                    break
-    except KeyboardInterrupt:
-        checkpoint(None)
-        raise SegnasError(f"interrupted at step {state.step}/{total}; continue with "
-                          f"'segnas retrain --out {run} --resume'") from None
+        with _stop_requests() as stop:
+            while state.step < total:
+                epoch, start_batch = divmod(state.step, steps_per_epoch)
+                for images, masks in train_loader(train_ds, tc.batch_size, cfg.seed, epoch, start_batch,
+                                                  cfg.data.num_workers):
+                    lr = lr_at(state.step, total, steps_per_epoch, tc)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                    images = images.to(device).contiguous(memory_format=fmt)
+                    masks = masks.to(device)
+                    logits, aux = model(images, aux=True)
+                    loss = seg_loss_with_aux(criterion, logits, aux, masks, tc.aux_weight)
+                    record: dict[str, Any] = {"step": state.step + 1, "epoch": epoch, "lr": lr}
+                    if teacher is not None:
+                        with torch.no_grad():
+                            t_logits = teacher(images)
+                        kd = kl_distillation(logits, t_logits, tc.distill_temperature)
+                        record["distill"] = kd.detach()
+                        loss = loss + tc.distill_weight * kd
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if tc.grad_clip:
+                        nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+                    optimizer.step()
+                    if ema is not None:
+                        ema.update(model)
+                    state.step += 1
+                    images_seen += images.shape[0]
+                    bar.update(1)
+                    if state.step % tc.log_every == 0 or state.step == total:
+                        # reading the loss syncs with the device: only on logging steps
+                        record["loss"] = last_loss = loss.item()
+                        if "distill" in record:
+                            record["distill"] = record["distill"].item()
+                        if not math.isfinite(record["loss"]):
+                            raise SegnasError(f"loss became {record['loss']} at step {state.step}; lower "
+                                              f"train.lr (now {tc.lr}) or check the data")
+                        log.write(record)
+                        writer.add_scalar("train/loss", record["loss"], state.step)
+                        writer.add_scalar("train/lr", lr, state.step)
+                        bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{lr:.2g}",
+                                        miou=f"{100 * last_metrics.get('miou', 0):.1f}")
+                    if state.step % eval_every == 0 or state.step == total:
+                        net = ema.shadow if ema is not None else model
+                        last_metrics = evaluate(net, val_loader, num_classes, device, train_ds.ignore_index,
+                                                channels_last=tc.channels_last)
+                        model.train()
+                        log.write({"step": state.step, "epoch": epoch, "val_miou": last_metrics["miou"],
+                                   "val_fwiou": last_metrics["fwiou"], "val_pixel_acc": last_metrics["pixel_acc"],
+                                   "val_mean_acc": last_metrics["mean_acc"], "val_iou": last_metrics["iou"]})
+                        writer.add_scalar("val/miou", last_metrics["miou"], state.step)
+                        writer.add_scalar("val/pixel_acc", last_metrics["pixel_acc"], state.step)
+                        checkpoint(last_metrics)
+                        saved_step = state.step
+                        bar.set_postfix(loss=f"{last_loss:.3f}", lr=f"{lr:.2g}",
+                                        miou=f"{100 * last_metrics['miou']:.1f}")
+                    if stop_after is not None and state.step >= stop_after:
+                        return {"interrupted": True, "step": state.step}
+                    if stop.is_set():  # Ctrl-C: stop between steps, where the state is consistent
+                        if saved_step != state.step:
+                            checkpoint(None)
+                        raise SegnasError(f"interrupted at step {state.step}/{total}; continue with "
+                                          f"'segnas retrain --out {run} --resume'")
+                    if state.step >= total:
+                        break
     finally:
         bar.close()
         writer.close()
@@ -236,6 +267,25 @@ def retrain(genotype: Genotype, cfg: RunConfig, out: str | Path, resume: bool = 
     }
     write_json(run / "result.json", result)
     return result
+
+
+@contextmanager
+def _stop_requests():
+    """Turn the first Ctrl-C into a request to stop after the current step; a second one stops at once."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def request(signum, frame):
+        stop.set()
+        signal.signal(signal.SIGINT, previous)
+
+    previous = signal.signal(signal.SIGINT, request)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class _NullWriter:

@@ -6,7 +6,10 @@ Structure of a genotype::
 
 Each cell runs one operator at input ``scale`` (8, 16 or 32); it downsamples
 when the next cell's scale is twice its own. ``chi`` is the expansion ratio of
-the cell's output: ``channels = output scale * chi`` (paper 3.1.3, Table 7).
+the cell's output: ``channels = output scale * chi``. For a downsampling cell
+this is twice the ``c_out`` column of the paper's Table 7 (which multiplies by
+the input scale); the authors' code builds ``2s * chi``, and only that gives
+the paper's 4.4M parameters.
 The stem has ``4*stem_chi, 8*stem_chi, 8*stem_chi`` channels and the head works
 at ``s * head_chi`` channels: the published student uses 8 for both (the
 authors' ``stem_head_width = 8/12`` with Fch = 12), the teacher 12.
@@ -28,6 +31,10 @@ OPS = ["skip", "conv", "conv_2x", "zoomed_conv", "zoomed_conv_2x"]
 SCALES = [8, 16, 32]
 
 
+def _positive_int(value: object) -> bool:
+    return type(value) is int and value > 0
+
+
 class FasterSegSpace(SearchSpace):
     """Branches of sequential single-operator cells over scales 1/8, 1/16, 1/32."""
 
@@ -45,9 +52,13 @@ class FasterSegSpace(SearchSpace):
         if len(branches) > len(SCALES):
             raise GenotypeError(f"{source}: field 'structure.branches' has {len(branches)} branches; "
                                 f"at most {len(SCALES)} (one per final scale)")
-        for key in ("stem_chi", "head_chi", "layers"):
-            if not isinstance(args[key], int) or args[key] < 1:
+        for key in ("stem_chi", "head_chi", "layers", "branches"):
+            if not _positive_int(args[key]):
                 raise GenotypeError(f"{source}: field 'space_args.{key}' must be a positive integer")
+        if not isinstance(args["ops"], list) or not args["ops"] or any(op not in OPS for op in args["ops"]):
+            raise GenotypeError(f"{source}: field 'space_args.ops' must be a list drawn from {OPS}")
+        if not isinstance(args["chis"], list) or not args["chis"] or not all(map(_positive_int, args["chis"])):
+            raise GenotypeError(f"{source}: field 'space_args.chis' must be a list of positive integers")
         finals = []
         for b, branch in enumerate(branches):
             where = f"structure.branches[{b}]"
@@ -65,11 +76,11 @@ class FasterSegSpace(SearchSpace):
                 if cell["op"] not in args["ops"]:
                     raise GenotypeError(f"{source}: field '{at}.op' is {cell['op']!r}; "
                                         f"choose one of {args['ops']}")
-                if cell["chi"] not in args["chis"]:
+                if not _positive_int(cell["chi"]) or cell["chi"] not in args["chis"]:
                     raise GenotypeError(f"{source}: field '{at}.chi' is {cell['chi']!r}; "
                                         f"choose one of {args['chis']}")
                 allowed = [8] if i == 0 else [prev, 2 * prev]
-                if cell["scale"] not in allowed or cell["scale"] not in SCALES:
+                if not _positive_int(cell["scale"]) or cell["scale"] not in allowed or cell["scale"] not in SCALES:
                     raise GenotypeError(f"{source}: field '{at}.scale' is {cell['scale']!r}; after scale "
                                         f"{prev} it must be one of {[s for s in allowed if s in SCALES]} "
                                         "(the first cell is at 8, each cell keeps or doubles the scale)")
@@ -99,9 +110,10 @@ class FasterSegSpace(SearchSpace):
         random non-skip operators and widths, the last cell at the head width."""
         args = self.resolve_args(args)
         ops = [o for o in args["ops"] if o != "skip"] or args["ops"]
-        n_branch = min(args["branches"], len(SCALES))
-        finals = sorted(rng.choice(len(SCALES), size=n_branch, replace=False).tolist(), reverse=True)
         layers = args["layers"]
+        reachable = min(len(SCALES), layers)  # a branch ending at 1/32 needs two down cells and a last cell
+        n_branch = min(args["branches"], reachable)
+        finals = sorted(rng.choice(reachable, size=n_branch, replace=False).tolist(), reverse=True)
         branches = []
         for final in finals:
             # positions of the cells that downsample: distinct, never the last cell

@@ -1,0 +1,33 @@
+import pytest
+
+from segnas.config import from_dict, make_config, to_dict
+from segnas.errors import ConfigError
+
+
+def test_layers_merge_in_order(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("train:\n  lr: 1e-3\n  epochs: 3\n")
+    cfg = make_config("tiny", f, ["train.epochs=5"], {"data": {"dataset": "camvid"}})
+    assert cfg.train.lr == pytest.approx(1e-3) and cfg.train.epochs == 5 and cfg.data.dataset == "camvid"
+    assert cfg.train.batch_size == 4  # from the tiny preset
+    assert from_dict(to_dict(cfg)) == cfg
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train.lrr=1", "train.lrr"), ("train.epochs=abc", "train.epochs"), ("train.batch_size=0", "train.batch_size"),
+    ("train.loss=foo", "train.loss"), ("train.ema_decay=1.5", "train.ema_decay"), ("train.lr=-1", "train.lr"),
+    ("data.crop=[0,5]", "data.crop"), ("data.scale_range=[2,1]", "data.scale_range"), ("threads=0", "threads"),
+    ("train.hflip=yes", "train.hflip"), ("data.hflip=3", "data.hflip"), ("train", "KEY=VALUE"),
+])
+def test_bad_values_name_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.").replace("[", r"\[")):
+        make_config("tiny", overrides=[override])
+
+
+def test_unknown_preset_and_bad_file(tmp_path):
+    with pytest.raises(ConfigError, match="huge"):
+        make_config("huge")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        make_config("tiny", bad)
