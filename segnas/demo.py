@@ -29,7 +29,7 @@ def run_demo(out: Path | None = None, quick: bool = False) -> int:
     print(f"segnas demo: retraining the zoo FasterSeg ({genotype.archid}) from scratch on the built-in "
           f"synthetic dataset ({cfg.data.synthetic_train} train / {cfg.data.synthetic_val} val images, "
           f"{cfg.data.synthetic_size[0]}x{cfg.data.synthetic_size[1]}), preset {preset}")
-    result = retrain(genotype, cfg, out / "retrain", progress=not quick)
+    retrain(genotype, cfg, out / "retrain", progress=not quick)
     ckpt = load_checkpoint(out / "retrain")
     val = build_dataset("synthetic", None, "val", transform=EvalTransform(), seed=cfg.seed,
                         **dataset_kwargs(cfg.data, "val"))

@@ -108,7 +108,7 @@ class FasterSegNet(nn.Module):
             self.specs.append(specs)
             self.finals.append(specs[-1].out_scale)
 
-        h8, h16, h32 = 8 * head_chi, 16 * head_chi, 32 * head_chi
+        h8, h16 = 8 * head_chi, 16 * head_chi
         self.refine = nn.ModuleList()
         fused = 0
         for specs, final in zip(self.specs, self.finals):
