@@ -1,0 +1,5 @@
+"""Objectives beyond accuracy: latency lookup tables (FLOPs and parameters live in segnas.profile)."""
+
+from .latency import LatencyMiss, LatencyTable, OpKey, latency_environment
+
+__all__ = ["LatencyMiss", "LatencyTable", "OpKey", "latency_environment"]

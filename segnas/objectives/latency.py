@@ -1,0 +1,131 @@
+"""Latency lookup tables measured on the user's own device.
+
+A table maps an operator instance (name, input size, channels in/out, stride)
+to its measured median latency in milliseconds. Latency depends on the device,
+the backend, the thread count and the torch version, so a table records them
+and refuses to be used where any differs: a stale or foreign table would bias a
+search silently. A lookup that misses is an error naming the entry, never a
+silent measurement written somewhere (an authors' habit this avoids).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import SegnasError
+from ..fileio import atomic_write_text
+from ..ops import make_op
+from ..profile import measure_latency
+
+TABLE_FORMAT = 1
+
+
+class LatencyMiss(SegnasError):
+    """The table has no entry for an operator the caller needs."""
+
+
+@dataclass(frozen=True)
+class OpKey:
+    """One measurable operator instance."""
+
+    op: str
+    h: int
+    w: int
+    c_in: int
+    c_out: int
+    stride: int = 1
+
+    @property
+    def id(self) -> str:
+        return f"{self.op}|{self.h}x{self.w}|{self.c_in}->{self.c_out}|s{self.stride}"
+
+
+def device_name(device: torch.device) -> str:
+    """A name that tells devices of different speed apart (CPU model or GPU name)."""
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"cpu:{cpu}"
+
+
+def latency_environment(device: str | torch.device = "cpu", threads: int | None = None) -> dict[str, Any]:
+    """The fields a table must agree on with the machine that uses it."""
+    device = torch.device(device)
+    return {"device": device_name(device), "backend": "pytorch-eager",
+            "threads": int(threads or torch.get_num_threads()), "torch": torch.__version__}
+
+
+class LatencyTable:
+    """Measured operator latencies (ms) for one environment."""
+
+    def __init__(self, environment: dict[str, Any], entries: dict[str, float] | None = None,
+                 meta: dict[str, Any] | None = None) -> None:
+        self.environment = dict(environment)
+        self.entries: dict[str, float] = dict(entries or {})
+        self.meta = dict(meta or {})
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __contains__(self, key: OpKey) -> bool:
+        return key.id in self.entries
+
+    def lookup(self, key: OpKey) -> float:
+        try:
+            return self.entries[key.id]
+        except KeyError:
+            raise LatencyMiss(f"latency table has no entry {key.id}; rebuild it for this space and input "
+                              "size with 'segnas latency build'") from None
+
+    @torch.no_grad()
+    def measure(self, key: OpKey, device: str | torch.device = "cpu", warmup: int = 2,
+                repeats: int = 5) -> float:
+        """Time the plain operator on a 1 x c_in x h x w input and record the median."""
+        op = make_op(key.op, key.c_in, key.c_out, key.stride)
+        result = measure_latency(op, (1, key.c_in, key.h, key.w), device, warmup, repeats,
+                                 threads=self.environment["threads"])
+        self.entries[key.id] = float(result["latency_ms"])
+        return self.entries[key.id]
+
+    def check_environment(self, expected: dict[str, Any], source: str = "latency table") -> None:
+        """Refuse a table measured elsewhere: name the field that differs and the fix."""
+        for field in ("device", "backend", "threads", "torch"):
+            if self.environment.get(field) != expected.get(field):
+                raise SegnasError(f"{source}: measured with {field}={self.environment.get(field)!r} but this "
+                                  f"run has {field}={expected.get(field)!r}; rebuild the table here with "
+                                  "'segnas latency build'")
+
+    def save(self, path: str | Path) -> Path:
+        data = {"format": TABLE_FORMAT, "environment": self.environment, "meta": self.meta,
+                "entries": dict(sorted(self.entries.items()))}
+        return atomic_write_text(path, json.dumps(data, indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path, expected: dict[str, Any] | None = None) -> "LatencyTable":
+        path = Path(path)
+        if not path.is_file():
+            raise SegnasError(f"{path}: no such latency table; build one with 'segnas latency build'")
+        try:
+            data = json.loads(path.read_text())
+            if data.get("format") != TABLE_FORMAT:
+                raise ValueError(f"format {data.get('format')!r}")
+            table = cls(data["environment"], {k: float(v) for k, v in data["entries"].items()}, data.get("meta"))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise SegnasError(f"{path}: not a segnas latency table ({e}); rebuild it with "
+                              "'segnas latency build'") from None
+        if expected is not None:
+            table.check_environment(expected, str(path))
+        return table

@@ -1,0 +1,46 @@
+import json
+
+import pytest
+
+from segnas.errors import SegnasError
+from segnas.objectives import LatencyMiss, LatencyTable, OpKey, latency_environment
+
+
+@pytest.fixture
+def table():
+    t = LatencyTable(latency_environment("cpu"))
+    t.measure(OpKey("conv_2x", 16, 24, 8, 16, 2), repeats=2, warmup=1)
+    t.measure(OpKey("zoomed_conv", 16, 24, 8, 8, 1), repeats=2, warmup=1)
+    return t
+
+
+def test_measured_entries_round_trip(tmp_path, table):
+    assert len(table) == 2 and all(v > 0 for v in table.entries.values())
+    path = table.save(tmp_path / "lut.json")
+    back = LatencyTable.load(path, latency_environment("cpu"))
+    key = OpKey("conv_2x", 16, 24, 8, 16, 2)
+    assert key in back and back.lookup(key) == table.lookup(key)
+
+
+def test_a_miss_is_explicit(table):
+    with pytest.raises(LatencyMiss, match=r"conv\|16x24\|8->8\|s1"):
+        table.lookup(OpKey("conv", 16, 24, 8, 8, 1))
+
+
+@pytest.mark.parametrize("field, value", [("torch", "1.0.0"), ("threads", 64), ("device", "cuda:H100"),
+                                          ("backend", "tensorrt")])
+def test_stale_or_foreign_tables_are_refused(tmp_path, table, field, value):
+    path = table.save(tmp_path / "lut.json")
+    data = json.loads(path.read_text())
+    data["environment"][field] = value
+    path.write_text(json.dumps(data))
+    with pytest.raises(SegnasError, match=f"{field}=") as e:
+        LatencyTable.load(path, latency_environment("cpu"))
+    assert "segnas latency build" in str(e.value)
+
+
+def test_corrupt_table_is_one_clear_error(tmp_path):
+    bad = tmp_path / "lut.json"
+    bad.write_text("[1, 2]")
+    with pytest.raises(SegnasError, match="not a segnas latency table"):
+        LatencyTable.load(bad)
