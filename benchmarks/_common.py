@@ -13,17 +13,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from segnas.profile import cpu_name
+
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
             "python": sys.version.split()[0], "torch": torch.__version__, "numpy": np.__version__,
             "platform": platform.platform()}
 

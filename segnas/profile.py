@@ -11,13 +11,26 @@ a CPU latency without its thread count is not comparable.
 from __future__ import annotations
 
 import copy
+import platform
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+
+def cpu_name() -> str:
+    """The CPU model (from /proc/cpuinfo where there is one): latencies only compare on the same model."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def count_params(net: nn.Module, include_aux: bool = False) -> int:

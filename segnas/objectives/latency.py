@@ -11,7 +11,6 @@ silent measurement written somewhere (an authors' habit this avoids).
 from __future__ import annotations
 
 import json
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import torch
 from ..errors import SegnasError
 from ..fileio import atomic_write_text
 from ..ops import make_op
-from ..profile import measure_latency
+from ..profile import cpu_name, measure_latency
 
 TABLE_FORMAT = 1
 
@@ -50,15 +49,7 @@ def device_name(device: torch.device) -> str:
     """A name that tells devices of different speed apart (CPU model or GPU name)."""
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"cpu:{cpu}"
+    return f"cpu:{cpu_name()}"
 
 
 def latency_environment(device: str | torch.device = "cpu", threads: int | None = None) -> dict[str, Any]:
