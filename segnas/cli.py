@@ -1,4 +1,4 @@
-"""The ``segnas`` command line: retrain, evaluate, profile, zoo, show, demo.
+"""The ``segnas`` command line: search, latency, retrain, evaluate, profile, zoo, show, demo.
 
 User mistakes end with one line on stderr and exit status 2; no traceback.
 """
@@ -91,6 +91,95 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         print(f"{out} is already complete ({result['steps']} steps); nothing to resume")
     print(f"best val mIoU {100 * result['best_miou']:.2f}%  final {100 * result['final']['miou']:.2f}%  "
           f"({result['steps']} steps, {result['wall_s']:.0f} s, {result['images_per_s']:.1f} img/s)  -> {out}")
+    return 0
+
+
+SEARCH_METHODS = ("fasterseg",)
+
+
+def _method_presets(method: str) -> dict:
+    if method == "fasterseg":
+        from .spaces.fasterseg.search import SEARCH_PRESETS
+        return SEARCH_PRESETS
+    raise SegnasError(f"search method {method!r} is unknown; choose one of {', '.join(SEARCH_METHODS)}")
+
+
+def _resume_flags(args: argparse.Namespace, extra: tuple[tuple[str, object], ...] = ()) -> None:
+    changed = [flag for flag, value in (("--set", args.overrides), ("--config", args.config), ("--data", args.data),
+                                        ("--root", args.root), ("--num-classes", args.num_classes),
+                                        ("--seed", args.seed)) + extra if value]
+    if changed:
+        raise SegnasError(f"--resume continues {args.out} with its own config; drop {', '.join(changed)} "
+                          "(only --device and --threads may change)")
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .config import make_config
+    from .spaces.fasterseg.search import run_fasterseg_search
+
+    presets = _method_presets(args.method)
+    out = Path(args.out)
+    resume_overrides = None
+    if args.resume:
+        _resume_flags(args, (("--lut", args.lut), ("--deploy-size", args.deploy_size)))
+        cfg = make_config(args.preset)  # replaced by the run's own config
+        resume_overrides = {k: getattr(args, k) for k in ("device", "threads") if getattr(args, k) is not None}
+    else:
+        extra = _cli_extra(args)
+        search = {k: v for k, v in (("lut", args.lut), ("deploy_size", args.deploy_size)) if v is not None}
+        if search:
+            extra["search"] = {**search, "deploy_size": list(search["deploy_size"])} if "deploy_size" in search \
+                else search
+        cfg = make_config(args.preset, args.config, args.overrides, extra, method_presets=presets)
+    result = run_fasterseg_search(cfg, out, resume=args.resume, progress=not args.quiet,
+                                  resume_overrides=resume_overrides)
+    if result.get("already_complete"):
+        print(f"{out} is already complete; nothing to resume")
+    final = result.get("final") or {}
+    h, w = result["config"]["search"]["deploy_size"]
+    for name, r in final.get("architectures", {}).items():
+        print(f"{name}: {r['archid']} branches 1/{r['branches'].replace('+', ',1/')}, estimated "
+              f"{r['latency_ms']:.2f} ms at {h}x{w}, "
+              f"search mIoU {100 * r['miou']:.1f}% -> {out / (name + '.json')}")
+    if "teacher" in final.get("architectures", {}):
+        print(f"next: segnas retrain {out / 'teacher.json'} --out {out}-teacher, then "
+              f"segnas retrain {out / 'student.json'} --out {out}-student --teacher {out}-teacher")
+    return 0
+
+
+def cmd_latency(args: argparse.Namespace) -> int:
+    from .config import make_config
+    from .engine.loaders import make_datasets
+    from .engine.trainer import resolve_device
+    from .objectives.latency import LatencyTable, latency_environment
+    from .spaces import get_space
+    from .spaces.fasterseg.lut import probe, space_keys
+
+    if args.space not in SEARCH_METHODS:
+        raise SegnasError(f"--space {args.space!r}: no latency table for it; choose one of {', '.join(SEARCH_METHODS)}")
+    extra = _cli_extra(args)
+    extra.setdefault("search", {})["deploy_size"] = list(args.input)
+    cfg = make_config(args.preset, args.config, args.overrides, extra, method_presets=_method_presets(args.space))
+    num_classes = cfg.data.num_classes or make_datasets(cfg.data, cfg.seed)[0].num_classes
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        import torch
+        torch.set_num_threads(cfg.threads)
+    sc = cfg.search
+    space_args = get_space(args.space).resolve_args(sc.space_args)
+    teacher = int(sc.teacher_chi or max(space_args["chis"])) if sc.cosearch else None
+    keys = space_keys(space_args, args.input, num_classes, teacher)
+    out = Path(args.out)
+    env = latency_environment(device, cfg.threads)
+    table = LatencyTable.load(out, env) if out.is_file() and args.extend else LatencyTable(
+        env, meta={"space": args.space, "space_args": space_args, "input": list(args.input),
+                   "num_classes": num_classes, "teacher_chi": teacher})
+    if out.exists() and not args.extend:
+        raise SegnasError(f"{out}: exists; pass --extend to add missing entries to it, or choose another --out")
+    measured = table.build(keys, probe, device, warmup=2, repeats=args.repeats, progress=not args.quiet)
+    table.save(out)
+    print(f"{out}: {len(table)} entries ({measured} measured now) for {args.space} at "
+          f"{args.input[0]}x{args.input[1]}, {num_classes} classes, on {env['device']} with {env['threads']} threads")
     return 0
 
 
@@ -199,6 +288,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segnas", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("search", help="search an architecture (writes teacher/student genotypes)")
+    p.add_argument("method", choices=SEARCH_METHODS)
+    p.add_argument("--out", required=True, help="run folder (never overwritten)")
+    p.add_argument("--resume", action="store_true", help="continue the search in --out")
+    p.add_argument("--lut", default=None, help="latency table from 'segnas latency build' (default: measure one)")
+    p.add_argument("--deploy-size", type=parse_hw, default=None, metavar="HxW",
+                   help="input size the latency is optimised for (default from the preset)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _config_args(p)
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("latency", help="latency lookup tables measured on this device")
+    p.add_argument("action", choices=["build"])
+    p.add_argument("--space", required=True, help="search space, e.g. fasterseg")
+    p.add_argument("--input", type=parse_hw, required=True, metavar="HxW", help="deployment input size")
+    p.add_argument("--out", default="latency_table.json", help="table file (default: latency_table.json)")
+    p.add_argument("--extend", action="store_true", help="add missing entries to an existing table")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats per entry (median)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _config_args(p)
+    p.set_defaults(func=cmd_latency)
 
     p = sub.add_parser("retrain", help="train a genotype's network from scratch")
     p.add_argument("genotype", nargs="?", help="genotype .json or zoo name (omit with --resume)")

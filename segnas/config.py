@@ -72,11 +72,52 @@ class TrainConfig:
 
 
 @dataclass
+class SearchConfig:
+    """A differentiable (first-order bilevel) architecture search.
+
+    Weights train on trainA, architecture parameters on trainB (halves of the
+    training split, seeded). ``space_args`` are checked by the space; the
+    latency fields are used by spaces with a latency objective (FasterSeg).
+    """
+
+    pretrain_epochs: int = 1  # weights only, architecture frozen
+    epochs: int = 2  # alternating weight / architecture updates after pretraining
+    batch_size: int = 4
+    steps_per_epoch: int | None = None  # None: one pass over trainA
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_decay: float = 0.978  # exponential, per epoch
+    grad_clip: float | None = 5.0
+    arch_lr: float = 3e-4
+    arch_betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    arch_weight_decay: float = 0.0
+    ohem_thresh: float = 0.7
+    ohem_min_kept: int = 1000  # pixels at 1/8 resolution
+    space_args: dict = field(default_factory=dict)
+    cosearch: bool = True  # also search a teacher (widest, no latency loss)
+    teacher_chi: int | None = None  # teacher's expansion ratio; None: the largest
+    sandwich_random: int = 2  # random widths per pretraining step, besides min and max
+    sandwich_search: bool = True  # also train min and max widths while searching (paper); off halves the cost
+    tau: float = 1.0  # Gumbel-softmax temperature
+    latency_lambda: float = 0.01
+    latency_weights: list[float] = field(default_factory=lambda: [0.001, 0.997, 0.002])
+    target_latency_ms: float | None = None  # with adaptive_lambda: halve/double lambda toward it
+    adaptive_lambda: bool = False
+    select_exponent: float = -0.07  # w in ACC * (LAT / T)^w
+    deploy_size: list[int] = field(default_factory=lambda: [360, 480])  # [H, W] the latency is for
+    lut: str | None = None  # latency table; None: measure one into the run folder
+    lut_repeats: int = 5
+    select_images: int = 16  # trainB images scoring the branch candidates each epoch
+
+
+@dataclass
 class RunConfig:
-    """Everything a retrain run needs besides the genotype."""
+    """Everything a run needs besides the genotype: data, retraining, search."""
 
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     seed: int = 0
     device: str = "cpu"
     threads: int | None = None
@@ -134,6 +175,8 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
         raise ConfigError(f"config key '{key}': expected true or false, got {value!r}")
     if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
+    if tp is dict and not isinstance(value, dict):
+        raise ConfigError(f"config key '{key}': expected a mapping of keys to values, got {value!r}")
     if tp in (str, float) and not isinstance(value, tp):
         raise ConfigError(f"config key '{key}': expected a {tp.__name__}, got {value!r}")
     return value
@@ -151,6 +194,8 @@ def _merge(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
             if not isinstance(value, dict):
                 raise ConfigError(f"config key '{name}' is a section; give keys under it")
             _merge(current, value, name + ".")
+        elif isinstance(current, dict) and isinstance(value, dict):
+            setattr(obj, key, {**current, **value})  # mappings (space_args) merge key by key
         else:
             setattr(obj, key, _check_type(value, hints[key], name))
 
@@ -164,6 +209,14 @@ _RANGES = {  # key: (lowest, highest, lowest allowed itself)
     "train.ohem_min_kept": (1, None, True), "train.aux_weight": (0, None, True),
     "train.distill_weight": (0, None, True), "train.distill_temperature": (0, None, False),
     "train.eval_every": (0, None, True), "train.log_every": (1, None, True), "train.grad_clip": (0, None, False),
+    "search.pretrain_epochs": (0, None, True), "search.epochs": (0, None, True), "search.batch_size": (1, None, True),
+    "search.steps_per_epoch": (1, None, True), "search.lr": (0, None, False), "search.momentum": (0, 1, True),
+    "search.weight_decay": (0, None, True), "search.lr_decay": (0, 1, False), "search.grad_clip": (0, None, False),
+    "search.arch_lr": (0, None, False), "search.arch_weight_decay": (0, None, True),
+    "search.ohem_thresh": (0, 1, False), "search.ohem_min_kept": (1, None, True),
+    "search.teacher_chi": (1, None, True), "search.sandwich_random": (0, None, True), "search.tau": (0, None, False),
+    "search.latency_lambda": (0, None, True), "search.target_latency_ms": (0, None, False),
+    "search.lut_repeats": (1, None, True), "search.select_images": (1, None, True),
     "data.num_workers": (0, None, True), "data.synthetic_train": (1, None, True),
     "data.synthetic_val": (1, None, True), "data.num_classes": (1, 254, True), "threads": (1, None, True),
 }
@@ -186,7 +239,14 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"config key 'train.ema_decay' is {cfg.train.ema_decay}; it must be in (0, 1) or null")
     if cfg.train.momentum >= 1:
         raise ConfigError("config key 'train.momentum' must be < 1")
-    for key in ("data.crop", "data.synthetic_size"):
+    if len(cfg.search.latency_weights) != 3 or min(cfg.search.latency_weights) < 0:
+        raise ConfigError(f"config key 'search.latency_weights' is {cfg.search.latency_weights}; give three "
+                          "non-negative weights for the operator, downsampling and width terms")
+    if len(cfg.search.arch_betas) != 2 or not all(0 <= b < 1 for b in cfg.search.arch_betas):
+        raise ConfigError(f"config key 'search.arch_betas' is {cfg.search.arch_betas}; give [beta1, beta2] in [0, 1)")
+    if cfg.search.adaptive_lambda and cfg.search.target_latency_ms is None:
+        raise ConfigError("config key 'search.adaptive_lambda' needs a target: set search.target_latency_ms")
+    for key in ("data.crop", "data.synthetic_size", "search.deploy_size"):
         value = _get(cfg, key)
         if value is not None and (len(value) != 2 or min(value) < 1):
             raise ConfigError(f"config key '{key}' is {value}; give [height, width] of positive integers")
@@ -224,12 +284,15 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def make_config(preset: str = "cpu", file: str | Path | None = None,
-                overrides: list[str] | None = None, extra: dict[str, Any] | None = None) -> RunConfig:
-    """Defaults <- preset <- YAML file <- ``extra`` (CLI options) <- ``--set`` overrides."""
+                overrides: list[str] | None = None, extra: dict[str, Any] | None = None,
+                method_presets: dict[str, dict[str, Any]] | None = None) -> RunConfig:
+    """Defaults <- preset <- the method's preset <- YAML file <- ``extra`` (CLI options) <- ``--set``."""
     if preset not in PRESETS:
         raise ConfigError(f"--preset {preset!r} is unknown; choose one of {', '.join(PRESETS)}")
     cfg = RunConfig(preset=preset)
     _merge(cfg, copy.deepcopy(PRESETS[preset]))
+    if method_presets and preset in method_presets:
+        _merge(cfg, copy.deepcopy(method_presets[preset]))
     if file is not None:
         path = Path(file)
         if not path.is_file():

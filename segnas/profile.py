@@ -52,10 +52,13 @@ def count_flops(net: nn.Module, input_size: tuple[int, ...]) -> int:
 
 
 @torch.no_grad()
-def measure_latency(net: nn.Module, input_size: tuple[int, ...], device: str | torch.device = "cpu",
-                    warmup: int = 3, repeats: int = 10, threads: int | None = None,
-                    channels_last: bool = False) -> dict[str, Any]:
-    """Median wall-clock latency (ms) of ``net`` in eval mode on ``device``."""
+def measure_latency(net: nn.Module, input_size: tuple[int, ...] | list[tuple[int, ...]],
+                    device: str | torch.device = "cpu", warmup: int = 3, repeats: int = 10,
+                    threads: int | None = None, channels_last: bool = False) -> dict[str, Any]:
+    """Median wall-clock latency (ms) of ``net`` in eval mode on ``device``.
+
+    ``input_size`` is one shape, or a list of shapes for a module taking several inputs.
+    """
     device = torch.device(device)
     old_threads = torch.get_num_threads()
     if threads is not None:
@@ -64,16 +67,18 @@ def measure_latency(net: nn.Module, input_size: tuple[int, ...], device: str | t
         was_training = net.training
         net.eval()
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        x = torch.randn(input_size, device=device).contiguous(memory_format=memory_format)
+        shapes = input_size if isinstance(input_size, list) else [input_size]
+        xs = [torch.randn(tuple(shape), device=device).contiguous(memory_format=memory_format)
+              for shape in shapes]
         model = net.to(device, memory_format=memory_format)
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         for _ in range(warmup):
-            model(x)
+            model(*xs)
         sync()
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            model(x)
+            model(*xs)
             sync()
             times.append((time.perf_counter() - t0) * 1000.0)
         net.train(was_training)

@@ -125,7 +125,10 @@ def test_console_entry_point_prints_no_traceback(tmp_path):
 def test_demo_quick(capsys, tmp_path):
     code, out, err = run_cli(capsys, "demo", "--quick", "--out", str(tmp_path / "demo"))
     assert code == 0, err
-    assert "val mIoU" in out and (tmp_path / "demo" / "retrain" / "checkpoints" / "best.pt").is_file()
+    assert "val mIoU" in out and (tmp_path / "demo" / "student" / "checkpoints" / "best.pt").is_file()
+    for label in ("searched student", "zoo FasterSeg", "hand-designed", "searched teacher"):
+        assert label in out
+    assert (tmp_path / "demo" / "search" / "student.json").is_file()
 
 
 def test_resume_refuses_config_changes_but_allows_threads(capsys, tmp_path, folder_dataset):
@@ -143,3 +146,34 @@ def test_show_does_not_overwrite_an_existing_default_png(capsys, tmp_path, monke
     code, _, err = run_cli(capsys, "show", "fasterseg")
     assert_one_line_error(code, err, "fasterseg.png")
     assert (tmp_path / "fasterseg.png").read_bytes() == b"mine"
+
+
+def test_latency_build_search_and_stale_table(capsys, tmp_path):
+    lut = tmp_path / "lut.json"
+    code, out, err = run_cli(capsys, "latency", "build", "--space", "fasterseg", "--input", "64x64",
+                             "--preset", "tiny", "--repeats", "1", "--quiet", "--out", str(lut))
+    assert code == 0, err
+    data = json.loads(lut.read_text())
+    assert data["environment"]["threads"] >= 1 and len(data["entries"]) > 100
+    assert any(k.startswith("zoomed_conv_2x|8x8|") for k in data["entries"])
+    code, out, err = run_cli(capsys, "latency", "build", "--space", "fasterseg", "--input", "64x64",
+                             "--preset", "tiny", "--out", str(lut))
+    assert_one_line_error(code, err, str(lut), "--extend")
+    code, out, err = run_cli(capsys, "search", "fasterseg", "--preset", "tiny", "--quiet", "--lut", str(lut),
+                             "--deploy-size", "64x64", "--out", str(tmp_path / "s"))
+    assert code == 0, err
+    assert "student:" in out and "teacher:" in out and (tmp_path / "s" / "student.json").is_file()
+    # a table for another deployment size misses entries: one clear line, nothing written
+    code, out, err = run_cli(capsys, "search", "fasterseg", "--preset", "tiny", "--quiet", "--lut", str(lut),
+                             "--deploy-size", "32x32", "--out", str(tmp_path / "s2"))
+    assert_one_line_error(code, err, "lacks", "segnas latency build")
+    assert not (tmp_path / "s2" / "checkpoints").exists()
+    # a table from another machine (here: another thread count) is refused
+    data["environment"]["threads"] = 97
+    lut.write_text(json.dumps(data))
+    code, out, err = run_cli(capsys, "search", "fasterseg", "--preset", "tiny", "--quiet", "--lut", str(lut),
+                             "--deploy-size", "64x64", "--out", str(tmp_path / "s3"))
+    assert_one_line_error(code, err, "threads=97", "segnas latency build")
+    code, out, err = run_cli(capsys, "search", "fasterseg", "--out", str(tmp_path / "s"), "--resume",
+                             "--set", "search.epochs=5")
+    assert_one_line_error(code, err, "--resume", "--set")

@@ -23,8 +23,11 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda f: torch.save(obj, f), binary=True)
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint safely; a missing or corrupt file is a CheckpointError naming it."""
+def load_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = ("model", "genotype")) -> dict[str, Any]:
+    """Read a checkpoint safely; a missing or corrupt file is a CheckpointError naming it.
+
+    ``required`` are the entries the caller needs (a search checkpoint has others than a retrain one).
+    """
     path = Path(path)
     if path.is_dir():
         for name in ("best.pt", "last.pt"):
@@ -40,7 +43,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     except Exception as e:  # torch raises many types for truncated/foreign files
         raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}); the file is "
                               "corrupt or not a segnas checkpoint") from None
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "genotype" not in ckpt:
-        raise CheckpointError(f"{path}: not a segnas checkpoint (no 'model'/'genotype' entries)")
+    if not isinstance(ckpt, dict) or any(key not in ckpt for key in required):
+        raise CheckpointError(f"{path}: not a segnas checkpoint of this kind (no {'/'.join(required)} "
+                              "entries); a retrain checkpoint and a search checkpoint are not interchangeable")
     ckpt["path"] = str(path)
     return ckpt

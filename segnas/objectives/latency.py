@@ -1,7 +1,10 @@
 """Latency lookup tables measured on the user's own device.
 
-A table maps an operator instance (name, input size, channels in/out, stride)
-to its measured median latency in milliseconds. Latency depends on the device,
+A table maps an operator instance (name, input size, channels in/out, stride,
+and a free ``extra`` field for blocks that need more, such as a second input's
+channels) to its measured median latency in milliseconds. A space says which
+instances it can use and how to build each one (a *probe*); the table only
+times and stores them. Latency depends on the device,
 the backend, the thread count and the torch version, so a table records them
 and refuses to be used where any differs: a stale or foreign table would bias a
 search silently. A lookup that misses is an error naming the entry, never a
@@ -11,11 +14,14 @@ silent measurement written somewhere (an authors' habit this avoids).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+from tqdm import tqdm
 
 from ..errors import SegnasError
 from ..fileio import atomic_write_text
@@ -39,10 +45,21 @@ class OpKey:
     c_in: int
     c_out: int
     stride: int = 1
+    extra: str = ""
 
     @property
     def id(self) -> str:
-        return f"{self.op}|{self.h}x{self.w}|{self.c_in}->{self.c_out}|s{self.stride}"
+        base = f"{self.op}|{self.h}x{self.w}|{self.c_in}->{self.c_out}|s{self.stride}"
+        return f"{base}|{self.extra}" if self.extra else base
+
+
+# a probe builds the module an entry times and the shapes of its inputs
+Probe = Callable[[OpKey], tuple[nn.Module, list[tuple[int, ...]]]]
+
+
+def op_probe(key: OpKey) -> tuple[nn.Module, list[tuple[int, ...]]]:
+    """Probe for the shared operators (``segnas.ops.OPS``) on a 1 x c_in x h x w input."""
+    return make_op(key.op, key.c_in, key.c_out, key.stride), [(1, key.c_in, key.h, key.w)]
 
 
 def device_name(device: torch.device) -> str:
@@ -83,13 +100,21 @@ class LatencyTable:
 
     @torch.no_grad()
     def measure(self, key: OpKey, device: str | torch.device = "cpu", warmup: int = 2,
-                repeats: int = 5) -> float:
-        """Time the plain operator on a 1 x c_in x h x w input and record the median."""
-        op = make_op(key.op, key.c_in, key.c_out, key.stride)
-        result = measure_latency(op, (1, key.c_in, key.h, key.w), device, warmup, repeats,
+                repeats: int = 5, probe: Probe = op_probe) -> float:
+        """Build the entry's module with ``probe``, time it, and record the median (ms)."""
+        module, shapes = probe(key)
+        result = measure_latency(module, shapes, device, warmup, repeats,
                                  threads=self.environment["threads"])
         self.entries[key.id] = float(result["latency_ms"])
         return self.entries[key.id]
+
+    def build(self, keys: Iterable[OpKey], probe: Probe = op_probe, device: str | torch.device = "cpu",
+              warmup: int = 2, repeats: int = 5, progress: bool = False) -> int:
+        """Measure every key not yet in the table; returns how many were measured."""
+        todo = list(dict.fromkeys(k for k in keys if k not in self))
+        for key in tqdm(todo, disable=not progress, desc="latency table", unit="op", dynamic_ncols=True):
+            self.measure(key, device, warmup, repeats, probe)
+        return len(todo)
 
     def check_environment(self, expected: dict[str, Any], source: str = "latency table") -> None:
         """Refuse a table measured elsewhere: name the field that differs and the fix."""

@@ -53,6 +53,37 @@ class FeatureFusion(nn.Module):
         return x + x * a
 
 
+def make_stem(stem_chi: int) -> nn.Sequential:
+    """Stem to 1/8: conv3x3 s2 (4*chi), conv_2x s2 (8*chi), conv_2x s2 (8*chi)."""
+    c1, c2 = 4 * stem_chi, 8 * stem_chi
+    return nn.Sequential(ConvBNReLU(3, c1, 3, stride=2), make_op("conv_2x", c1, c2, 2),
+                         make_op("conv_2x", c2, c2, 2))
+
+
+class Refine(nn.Module):
+    """Coarse-to-fine fusion: 1x1 conv on the coarse map, bilinear up, concat the fine map, 3x3 conv."""
+
+    def __init__(self, c_coarse: int, c_out: int, c_fine: int) -> None:
+        super().__init__()
+        self.arm = ConvBNReLU(c_coarse, c_out, 1)
+        self.ref = ConvBNReLU(c_out + c_fine, c_out, 3)
+
+    def forward(self, coarse: torch.Tensor, fine: torch.Tensor) -> torch.Tensor:
+        return self.ref(torch.cat([upsample_to(self.arm(coarse), fine.shape[-2:]), fine], 1))
+
+
+class FusionHead(nn.Module):
+    """Feature fusion over the concatenated 1/8 branch features, classifier, bilinear up to the input."""
+
+    def __init__(self, c_in: int, num_classes: int) -> None:
+        super().__init__()
+        self.ffm = FeatureFusion(c_in, c_in)
+        self.head = SegHead(c_in, num_classes)
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+        return upsample_to(self.head(self.ffm(x)), size)
+
+
 @dataclass(frozen=True)
 class CellSpec:
     """One cell: operator, input scale, output scale, channels in and out."""
@@ -82,12 +113,8 @@ class FasterSegNet(nn.Module):
     def __init__(self, branches: list[list[dict]], num_classes: int, stem_chi: int, head_chi: int,
                  aux: bool = True) -> None:
         super().__init__()
-        c1, c2 = 4 * stem_chi, 8 * stem_chi
-        self.stem = nn.Sequential(
-            ConvBNReLU(3, c1, 3, stride=2),
-            make_op("conv_2x", c1, c2, 2),
-            make_op("conv_2x", c2, c2, 2),
-        )
+        c2 = 8 * stem_chi
+        self.stem = make_stem(stem_chi)
         self.cells = nn.ModuleDict()
         # keys[b][i] names the module computing cell i of branch b; equal prefixes share a key
         self.keys: list[list[str]] = []
@@ -116,17 +143,14 @@ class FasterSegNet(nn.Module):
             c_final = specs[-1].c_out
             stages = nn.ModuleDict()
             if final >= 32:
-                stages["arm32"] = ConvBNReLU(c_final, h16, 1)
-                stages["ref32"] = ConvBNReLU(h16 + last[16], h16, 3)
+                stages["s32"] = Refine(c_final, h16, last[16])
                 c_final = h16
             if final >= 16:
-                stages["arm16"] = ConvBNReLU(c_final, h8, 1)
-                stages["ref16"] = ConvBNReLU(h8 + last[8], h8, 3)
+                stages["s16"] = Refine(c_final, h8, last[8])
                 c_final = h8
             self.refine.append(stages)
             fused += c_final
-        self.ffm = FeatureFusion(fused, fused)
-        self.head = SegHead(fused, num_classes)
+        self.fusion = FusionHead(fused, num_classes)
 
         self.aux_heads = nn.ModuleDict()
         if aux:
@@ -160,15 +184,13 @@ class FasterSegNet(nn.Module):
             if final == 32:
                 feats32.append(h)
                 feats16.append(at_scale[16])
-                h = stages["ref32"](torch.cat([upsample_to(stages["arm32"](h), at_scale[16].shape[-2:]),
-                                               at_scale[16]], 1))
+                h = stages["s32"](h, at_scale[16])
             elif final == 16:
                 feats16.append(h)
             if final >= 16:
-                h = stages["ref16"](torch.cat([upsample_to(stages["arm16"](h), at_scale[8].shape[-2:]),
-                                               at_scale[8]], 1))
+                h = stages["s16"](h, at_scale[8])
             fused.append(h)
-        logits = upsample_to(self.head(self.ffm(torch.cat(fused, 1))), size)
+        logits = self.fusion(torch.cat(fused, 1), size)
         if not aux:
             return logits
         extra = []

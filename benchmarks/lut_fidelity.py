@@ -1,0 +1,86 @@
+"""How well the FasterSeg latency table predicts real latency on this CPU.
+
+Builds the table for the FasterSeg space (paper widths, 11 classes) at the
+deployment size, then measures >= 30 random derived networks (and the zoo
+FasterSeg) end to end and compares with the table estimate (sum of blocks).
+Target: Pearson r >= 0.99 (the paper reports 0.993 on a GPU with TensorRT).
+
+    python benchmarks/lut_fidelity.py [--quick] [--json benchmarks/results/lut_fidelity_cpu.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from _common import machine, peak_rss_mb, write  # noqa: E402
+from segnas import zoo  # noqa: E402
+from segnas.objectives import LatencyTable, latency_environment  # noqa: E402
+from segnas.profile import measure_latency  # noqa: E402
+from segnas.spaces import get_space  # noqa: E402
+from segnas.spaces.fasterseg.lut import estimate_latency, network_keys, probe, space_keys  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--input", default="360x480", help="deployment size HxW")
+    ap.add_argument("--nets", type=int, default=60, help="random networks (at least 30)")
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--num-classes", type=int, default=11)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lut", default=None, help="reuse this table (built here when missing)")
+    ap.add_argument("--quick", action="store_true", help="30 networks, fewer repeats (under 5 minutes)")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    hw = tuple(int(v) for v in args.input.split("x"))
+    n_nets, repeats = (30, 5) if args.quick else (max(30, args.nets), args.repeats)
+    space = get_space("fasterseg")
+    space_args = space.default_args()
+    env = latency_environment("cpu")
+    t0 = time.perf_counter()
+    lut_path = Path(args.lut) if args.lut else None
+    table = LatencyTable.load(lut_path, env) if lut_path and lut_path.is_file() else LatencyTable(env)
+    # only what the sampled networks need is measured: the same probes 'segnas latency build' uses
+    rng = np.random.default_rng(args.seed)
+    genotypes = [zoo.get("fasterseg")] + [space.sample(rng, space_args) for _ in range(n_nets)]
+    needed = [k for g in genotypes for k in network_keys(g, hw, args.num_classes)]
+    all_keys = set(space_keys(space_args, hw, args.num_classes, 12))
+    assert all(k in all_keys for k in needed), "a network needs an entry the space's table would lack"
+    built = table.build(needed, probe, "cpu", warmup=2, repeats=repeats)
+    if lut_path:
+        table.save(lut_path)
+    lut_s = time.perf_counter() - t0
+    rows = []
+    for i, g in enumerate(genotypes):
+        torch.manual_seed(i)
+        net = space.build(g, args.num_classes, aux=False)
+        measured = measure_latency(net, (1, 3, *hw), "cpu", warmup=2, repeats=repeats)["latency_ms"]
+        rows.append({"archid": g.archid, "zoo": i == 0, "estimated_ms": estimate_latency(g, table, hw, args.num_classes),
+                     "measured_ms": measured})
+    est = np.array([r["estimated_ms"] for r in rows])
+    meas = np.array([r["measured_ms"] for r in rows])
+    pearson = float(np.corrcoef(est, meas)[0, 1])
+    slope, intercept = np.polyfit(est, meas, 1)
+    write({
+        "benchmark": "lut_fidelity", "space": "fasterseg", "input": list(hw), "num_classes": args.num_classes,
+        "quick": args.quick, "networks": len(rows), "repeats": repeats, "entries_measured": built,
+        "pearson_r": pearson, "target_pearson_r": 0.99, "meets_target": pearson >= 0.99,
+        "fit_measured_vs_estimated": {"slope": float(slope), "intercept_ms": float(intercept)},
+        "median_abs_rel_error": float(statistics.median(np.abs(est - meas) / meas)),
+        "measured_ms_range": [float(meas.min()), float(meas.max())],
+        "table_build_s": lut_s, "wall_s": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb(),
+        "machine": machine(), "networks_detail": rows,
+    }, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

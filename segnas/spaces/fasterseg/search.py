@@ -1,0 +1,283 @@
+"""FasterSeg's part of a differentiable search: losses, decoupled latency, derivation and branch choice.
+
+The generic first-order bilevel loop (``segnas.strategies.differentiable``)
+calls :meth:`weight_backward` on trainA batches, :meth:`arch_backward` on
+trainB batches once pretraining is over, and :meth:`end_epoch` to decode the
+current teacher and student genotypes. Following the authors' code, the
+teacher and student weight losses (and the sandwich widths) are accumulated
+into one weight update.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from ...config import SearchConfig
+from ...errors import ConfigError
+from ...genotype import Genotype
+from ...losses import OhemCrossEntropy
+from ...metrics import ConfusionMatrix
+from ...objectives.latency import LatencyMiss, LatencyTable, latency_environment
+from ...strategies.differentiable import run_search
+from . import FasterSegSpace
+from .derive import decode_branch, select, target_score
+from .lut import RelaxedLatency, estimate_latency, probe, space_keys
+from .supernet import FasterSegSupernet, subset_name
+
+
+class FasterSegSearch:
+    """Supernet, losses and decoding of one FasterSeg search."""
+
+    def __init__(self, cfg: SearchConfig, num_classes: int, ignore_index: int, table: LatencyTable,
+                 seed: int, device: torch.device | str = "cpu") -> None:
+        self.space = FasterSegSpace()
+        self.args = self.space.resolve_args(cfg.space_args)
+        self.space.check_structure({"branches": [{"cells": [{"op": self.args["ops"][-1], "scale": 8,
+                                                            "chi": self.args["chis"][0]}]}]},
+                                   self.args, "search.space_args")
+        if "skip" in self.args["ops"] and len(self.args["ops"]) == 1:
+            raise ConfigError("search.space_args.ops: 'skip' alone cannot be derived; add real operators")
+        self.cfg, self.num_classes, self.ignore_index = cfg, num_classes, ignore_index
+        self.device = torch.device(device)
+        self.table = table
+        self.net = FasterSegSupernet(self.args, num_classes, cfg.teacher_chi, cfg.cosearch).to(self.device)
+        self.generator = torch.Generator().manual_seed(seed * 7919 + 17)
+        self.latency_lambda = float(cfg.latency_lambda)
+        st = self.net.specs["student"]
+        self.relaxed = RelaxedLatency(table, self.args, cfg.deploy_size, st["chis"], st["stem_chi"], st["head_chi"])
+        self.criterion = OhemCrossEntropy(ignore_index, cfg.ohem_thresh, cfg.ohem_min_kept)
+        self.last_arch_logs: dict[str, float] = {}
+
+    # -- what the strategy optimises ------------------------------------------
+    def weight_parameters(self) -> list[torch.nn.Parameter]:
+        return self.net.weight_parameters()
+
+    def arch_parameters(self) -> list[torch.nn.Parameter]:
+        return self.net.arch_parameters()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"net": self.net.state_dict(), "generator": self.generator.get_state(),
+                "latency_lambda": self.latency_lambda}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        self.generator.set_state(state["generator"])
+        self.latency_lambda = float(state["latency_lambda"])
+
+    # -- losses ----------------------------------------------------------------
+    def _loss(self, preds: dict, masks: torch.Tensor) -> torch.Tensor:
+        """OHEM cross-entropy summed over every head, at the heads' 1/8 resolution."""
+        target = masks[:, ::8, ::8]
+        total = None
+        for logits in preds.values():
+            t = target[:, : logits.shape[-2], : logits.shape[-1]]
+            loss = self.criterion(logits, t)
+            total = loss if total is None else total + loss
+        return total
+
+    def weight_backward(self, images: torch.Tensor, masks: torch.Tensor, pretrain: bool) -> dict[str, float]:
+        """Gradients for the weights from the teacher (widest) and the student's sandwich widths."""
+        net, cfg = self.net, self.cfg
+        passes = [("teacher", "max")] if "teacher" in net.specs else []
+        if pretrain:
+            passes += [("student", "max"), ("student", "min")] + [("student", "random")] * cfg.sandwich_random
+        else:
+            passes += [("student", "gumbel")]
+            if cfg.sandwich_search:
+                passes += [("student", "max"), ("student", "min")]
+        logs: dict[str, float] = {}
+        for name, mode in passes:
+            widths = net.sample_widths(name, mode, self.generator, cfg.tau)
+            loss = self._loss(net(images, name, widths), masks)
+            loss.backward()
+            logs[f"loss_{name}_{mode}"] = logs.get(f"loss_{name}_{mode}", 0.0) + float(loss.detach())
+        return logs
+
+    def decoupled_latency(self, widths: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        """w1 Lat(O | s, chi) + w2 Lat(s | O, chi) + w3 Lat(chi | O, s) of the student (paper Eq. 3).
+
+        Each term relaxes one aspect and fixes the others: uniform operators,
+        uniform beta, and the widest ratio where not searched; the width term
+        uses this step's straight-through Gumbel sample. Summed over the three
+        final scales, as the authors' code does.
+        """
+        net, r, n = self.net, self.relaxed, len(self.net.specs["student"]["chis"])
+        widest = net.width_vectors(net.sample_widths("student", "max"), n)
+        lat_op = r.expected(net.alphas("student"), net.betas("student", uniform=True), widest).sum()
+        lat_s = r.expected(net.alphas("student", uniform=True), net.betas("student"), widest).sum()
+        lat_chi = r.expected(net.alphas("student", uniform=True), net.betas("student", uniform=True),
+                             net.width_vectors(widths, n)).sum()
+        w1, w2, w3 = self.cfg.latency_weights
+        total = w1 * lat_op + w2 * lat_s + w3 * lat_chi
+        return total, {"lat_op": lat_op.item(), "lat_scale": lat_s.item(), "lat_width": lat_chi.item()}
+
+    def arch_backward(self, images: torch.Tensor, masks: torch.Tensor) -> dict[str, float]:
+        """Gradients for alpha, beta (teacher and student) and gamma; latency loss on the student only."""
+        logs: dict[str, float] = {}
+        for name in self.net.specs:
+            mode = "gumbel" if name == "student" else "max"
+            widths = self.net.sample_widths(name, mode, self.generator, self.cfg.tau)
+            loss = self._loss(self.net(images, name, widths), masks)
+            logs[f"arch_loss_{name}"] = float(loss.detach())
+            if name == "student" and self.latency_lambda > 0:
+                lat, parts = self.decoupled_latency(widths)
+                loss = loss + self.latency_lambda * lat
+                logs.update(parts)
+            loss.backward()
+        self.last_arch_logs = logs
+        return logs
+
+    # -- decoding ---------------------------------------------------------------
+    def arch_arrays(self, name: str) -> tuple[list[np.ndarray], list[np.ndarray | None], list[np.ndarray] | None]:
+        with torch.no_grad():
+            alphas = [a.cpu().double().numpy() for a in self.net.alphas(name)]
+            betas = [None if b is None else b.cpu().double().numpy() for b in self.net.betas(name)]
+            gammas = None
+            if f"{name}_gamma0" in self.net.arch:
+                gammas = [F.softmax(self.net.arch[f"{name}_gamma{j}"], -1).cpu().double().numpy()
+                          for j in range(3)]
+        return alphas, betas, gammas
+
+    def branches(self, name: str) -> dict[int, list[dict[str, Any]]]:
+        """Decoded branch for every final scale index of architecture ``name``."""
+        sp = self.net.specs[name]
+        alphas, betas, gammas = self.arch_arrays(name)
+        return {j: decode_branch(alphas, betas, gammas, self.args, j, sp["chis"], sp["head_chi"])
+                for j in range(3)}
+
+    def genotype_for(self, name: str, subset: tuple[int, ...], branches: dict[int, list] | None = None,
+                     meta: dict[str, Any] | None = None) -> Genotype:
+        sp = self.net.specs[name]
+        branches = branches or self.branches(name)
+        args = dict(self.args, stem_chi=sp["stem_chi"], head_chi=sp["head_chi"],
+                    chis=sorted(set(self.args["chis"]) | set(sp["chis"])))
+        structure = {"branches": [{"cells": branches[j]} for j in sorted(subset, reverse=True)]}
+        return self.space.make_genotype(structure, args, name=f"fasterseg-{name}", meta=meta)
+
+    @torch.no_grad()
+    def head_accuracy(self, name: str, loader: DataLoader) -> dict[tuple[int, ...], float]:
+        """mIoU of every head of architecture ``name`` (argmax widths) on ``loader``'s images."""
+        net = self.net
+        was = net.training
+        net.eval()
+        cms = {s: ConfusionMatrix(self.num_classes, self.ignore_index) for s in net.heads_subsets}
+        mode = "argmax" if len(net.specs[name]["chis"]) > 1 else "max"
+        widths = net.sample_widths(name, mode)
+        for images, masks in loader:
+            images, masks = images.to(self.device), masks.to(self.device)
+            for subset, logits in net(images, name, widths).items():
+                up = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=True)
+                cms[subset].update(up.argmax(1), masks)
+        net.train(was)
+        return {s: float(cm.compute()["miou"]) for s, cm in cms.items()}
+
+    def derive(self, loader: DataLoader | None) -> dict[str, Any]:
+        """Teacher and student genotypes with branch selection (paper Sec. 3.4, App. B).
+
+        Every candidate set of ``branches`` final scales is scored by
+        ACC * (LAT / T)^w: ACC is the mIoU of the supernet's head fusing those
+        scales, LAT the table estimate of the derived network at the
+        deployment size. The teacher is chosen by ACC alone.
+        """
+        cfg, nb = self.cfg, int(self.args["branches"])
+        out: dict[str, Any] = {"genotypes": {}, "candidates": {}}
+        for name in self.net.specs:
+            branches = self.branches(name)
+            acc = self.head_accuracy(name, loader) if loader is not None else {}
+            rows = []
+            exponent = cfg.select_exponent if name == "student" else 0.0
+            for subset in (s for s in self.net.heads_subsets if len(s) == min(nb, 3)):
+                g = self.genotype_for(name, subset, branches)
+                lat = estimate_latency(g, self.table, cfg.deploy_size, self.num_classes)
+                a = acc.get(subset, 0.0)
+                rows.append({"branches": subset_name(subset), "miou": a, "latency_ms": lat,
+                             "score": target_score(a, lat, cfg.target_latency_ms, exponent),
+                             "subset": subset, "genotype": g})
+            best = select(rows, cfg.target_latency_ms, exponent)
+            g = best["genotype"]
+            g.meta.update({"source": "fasterseg search", "architecture": name, "branches": best["branches"],
+                           "estimated_latency_ms": best["latency_ms"], "search_miou": best["miou"],
+                           "deploy_size": list(cfg.deploy_size)})
+            out["genotypes"][name] = g
+            out["candidates"][name] = [{k: v for k, v in r.items() if k not in ("genotype", "subset")}
+                                       for r in rows]
+        return out
+
+    def adapt_lambda(self, student_latency: float) -> None:
+        """Halve lambda when the student is faster than the target band, double it when slower."""
+        t = self.cfg.target_latency_ms
+        if not self.cfg.adaptive_lambda or t is None:
+            return
+        if student_latency < 0.9 * t:
+            self.latency_lambda /= 2
+        elif student_latency > 1.1 * t:
+            self.latency_lambda *= 2
+
+
+# Method presets, merged over the general ones (segnas.config.PRESETS).
+SEARCH_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "search": {"pretrain_epochs": 1, "epochs": 1, "batch_size": 2, "steps_per_epoch": 2, "select_images": 2,
+                   "lut_repeats": 1, "sandwich_random": 1, "ohem_min_kept": 16, "deploy_size": [64, 64],
+                   "space_args": {"layers": 4, "chis": [1, 2], "stem_chi": 1, "head_chi": 1}},
+    },
+    # a CPU search takes hundreds of steps, not the paper's 12,000: architecture steps are 10x larger
+    "cpu": {
+        "search": {"pretrain_epochs": 4, "epochs": 6, "batch_size": 4, "lr": 0.02, "arch_lr": 3e-3, "sandwich_random": 1,
+                   "ohem_min_kept": 500, "select_images": 16, "deploy_size": [360, 480],
+                   "space_args": {"layers": 8, "chis": [2, 3, 4], "stem_chi": 3, "head_chi": 3}},
+    },
+    "paper": {
+        "data": {"crop": [224, 448], "scale_range": [0.375, 0.625]},
+        "search": {"pretrain_epochs": 20, "epochs": 30, "batch_size": 2, "lr": 0.01, "steps_per_epoch": 400,
+                   "sandwich_random": 2, "ohem_min_kept": 2 * 224 * 448 // (16 * 64), "select_images": 500,
+                   "deploy_size": [1024, 2048], "teacher_chi": 12,
+                   "space_args": {"layers": 16, "chis": [4, 6, 8, 10, 12], "stem_chi": 8, "head_chi": 8}},
+    },
+}
+
+
+def fasterseg_table(cfg, num_classes: int, run: Path | None, device: torch.device,
+                    progress: bool = True) -> LatencyTable:
+    """The search's latency table: the user's (checked for this machine and complete), or one
+    measured now into the run folder (and reused on resume)."""
+    sc = cfg.search
+    args = FasterSegSpace().resolve_args(sc.space_args)
+    teacher = int(sc.teacher_chi or max(args["chis"])) if sc.cosearch else None
+    keys = space_keys(args, sc.deploy_size, num_classes, teacher)
+    env = latency_environment(device, cfg.threads)
+    if sc.lut:
+        table = LatencyTable.load(sc.lut, env)
+        missing = [k for k in keys if k not in table]
+        if missing:
+            raise LatencyMiss(f"{sc.lut}: lacks {len(missing)} of the {len(keys)} entries this search needs "
+                              f"(e.g. {missing[0].id}); build it for the same space arguments, deployment size "
+                              f"{sc.deploy_size[0]}x{sc.deploy_size[1]} and {num_classes} classes with "
+                              "'segnas latency build --space fasterseg'")
+        return table
+    path = run / "latency_table.json" if run is not None else None
+    if path is not None and path.is_file():
+        table = LatencyTable.load(path, env)
+    else:
+        table = LatencyTable(env, meta={"space": "fasterseg", "space_args": args, "input": list(sc.deploy_size),
+                                        "num_classes": num_classes, "teacher_chi": teacher})
+    if table.build(keys, probe, device, warmup=1, repeats=sc.lut_repeats, progress=progress) and path is not None:
+        table.save(path)
+    return table
+
+
+def run_fasterseg_search(cfg, out: str | Path, resume: bool = False, stop_after: int | None = None,
+                         progress: bool = True, resume_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``segnas search fasterseg``: co-search teacher and student, write their genotypes."""
+
+    def make_problem(cfg, data, run, device):
+        table = fasterseg_table(cfg, data.num_classes, run, device, progress)
+        return FasterSegSearch(cfg.search, data.num_classes, data.ignore_index, table, cfg.seed, device)
+
+    return run_search("fasterseg", make_problem, cfg, out, resume, stop_after, progress, resume_overrides)

@@ -1,0 +1,251 @@
+"""First-order bilevel differentiable search, shared by every space with a supernet.
+
+Weights are updated on trainA with SGD, architecture parameters on trainB
+with Adam (two optimisers, two parameter groups), alternating step by step
+after ``pretrain_epochs`` of weight-only training (DARTS first order, as
+FasterSeg and Auto-DeepLab use). The space supplies a *problem* object with
+the losses and the decoding; this module owns the loop, the data halves, the
+checkpoints and resuming.
+
+Resumable: the learning rate is a function of the epoch, the data order of
+(seed, epoch), and every random width draw comes from the problem's own
+generator, saved in the checkpoint with everything else. A checkpoint is
+written after every epoch's decoding and when Ctrl-C stops the run between
+steps; ``--resume`` continues to the same genotypes an unbroken run reaches.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..config import RunConfig, from_dict, to_dict
+from ..data import EvalTransform, build_dataset, save_splits
+from ..data.splits import make_splits
+from ..engine.checkpoint import atomic_save, load_checkpoint
+from ..engine.loaders import data_root, dataset_kwargs, make_datasets, train_loader
+from ..engine.rundir import MetricsLog, environment, prepare_run_dir, write_json, write_yaml
+from ..engine.trainer import _stop_requests, _tensorboard, resolve_device
+from ..errors import ConfigError, SegnasError
+from ..genotype import load as load_genotype, save as save_genotype
+
+
+class BilevelProblem(Protocol):
+    """What a space hands the strategy: parameters, losses (they call backward) and decoding."""
+
+    def weight_parameters(self) -> list[nn.Parameter]: ...
+    def arch_parameters(self) -> list[nn.Parameter]: ...
+    def weight_backward(self, images: torch.Tensor, masks: torch.Tensor, pretrain: bool) -> dict[str, float]: ...
+    def arch_backward(self, images: torch.Tensor, masks: torch.Tensor) -> dict[str, float]: ...
+    def derive(self, loader: DataLoader | None) -> dict[str, Any]: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class SearchData:
+    train_a: Any
+    train_b: Any
+    select: Any  # trainB images without augmentation, for scoring candidates
+    num_classes: int
+    ignore_index: int
+
+
+def search_data(cfg: RunConfig, run: Path) -> SearchData:
+    """trainA / trainB halves of the training split (seeded, saved to ``splits.json``)."""
+    train, _ = make_datasets(cfg.data, cfg.seed)
+    plain = build_dataset(cfg.data.dataset, data_root(cfg.data), cfg.data.train_split, transform=EvalTransform(),
+                          seed=cfg.seed, cache=cfg.data.cache, **dataset_kwargs(cfg.data, cfg.data.train_split))
+    splits = make_splits(len(train), cfg.seed, 0.0, 0.5)
+    save_splits(run / "splits.json", splits, {"dataset": cfg.data.dataset, "split": cfg.data.train_split,
+                                              "seed": cfg.seed, "num_items": len(train)})
+    select = plain.subset(splits["trainB"][: cfg.search.select_images])
+    return SearchData(train.subset(splits["trainA"]), train.subset(splits["trainB"]), select,
+                      train.num_classes, train.ignore_index)
+
+
+@dataclass
+class _State:
+    step: int = 0
+    epochs_done: int = 0
+
+
+def run_search(method: str, make_problem, cfg: RunConfig, out: str | Path, resume: bool = False,
+               stop_after: int | None = None, progress: bool = True,
+               resume_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run (or resume) a search, writing genotypes per epoch and the final ones to ``out``.
+
+    ``make_problem(cfg, data, run, device)`` builds the space's problem.
+    ``stop_after`` ends the run after that many steps without saving, like a kill (tests).
+    """
+    run = prepare_run_dir(out, resume)
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt", required=("search",)) if resume else None
+    if ckpt is not None:
+        if ckpt["method"] != method:
+            raise ConfigError(f"{run}: this is a {ckpt['method']} search, not {method}")
+        cfg = from_dict(ckpt["config"])
+        for key, value in (resume_overrides or {}).items():
+            if key not in ("device", "threads"):
+                raise ConfigError(f"--resume continues the search with its own config; '{key}' cannot change "
+                                  "(only --device and --threads can)")
+            setattr(cfg, key, value)
+    sc = cfg.search
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    data = search_data(cfg, run)
+    if ckpt is None:
+        write_yaml(run / "config.yaml", to_dict(cfg))
+        write_json(run / "env.json", environment(cfg.seed, str(device)))
+    torch.manual_seed(cfg.seed)
+    problem = make_problem(cfg, data, run, device)
+    opt_w = torch.optim.SGD(problem.weight_parameters(), lr=sc.lr, momentum=sc.momentum,
+                            weight_decay=sc.weight_decay)
+    opt_a = torch.optim.Adam(problem.arch_parameters(), lr=sc.arch_lr, betas=tuple(sc.arch_betas),
+                             weight_decay=sc.arch_weight_decay)
+    steps_per_epoch = min(len(data.train_a), len(data.train_b)) // sc.batch_size
+    if steps_per_epoch == 0:
+        raise ConfigError(f"search.batch_size {sc.batch_size} is larger than trainA/trainB "
+                          f"({len(data.train_a)}/{len(data.train_b)} images); lower it")
+    if sc.steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, sc.steps_per_epoch)
+    n_epochs = sc.pretrain_epochs + sc.epochs
+    total = n_epochs * steps_per_epoch
+    state, history = _State(), []
+    if ckpt is not None:
+        problem.load_state_dict(ckpt["search"])
+        opt_w.load_state_dict(ckpt["opt_w"])
+        opt_a.load_state_dict(ckpt["opt_a"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        state = _State(int(ckpt["step"]), int(ckpt["epochs_done"]))
+        history = list(ckpt["history"])
+        if state.epochs_done >= n_epochs and (run / "result.json").is_file():
+            return {**json.loads((run / "result.json").read_text()), "already_complete": True}
+    log = MetricsLog(run / "metrics.jsonl", resume_step=state.step)
+    writer = _tensorboard(run / "tb", purge_step=state.step + 1)
+    select_loader = DataLoader(data.select, batch_size=1, shuffle=False)
+
+    def checkpoint() -> None:
+        atomic_save({"search": problem.state_dict(), "opt_w": opt_w.state_dict(), "opt_a": opt_a.state_dict(),
+                     "step": state.step, "epochs_done": state.epochs_done, "history": history,
+                     "torch_rng": torch.get_rng_state(), "config": to_dict(cfg), "method": method,
+                     "num_classes": data.num_classes}, run / "checkpoints" / "last.pt")
+
+    bar = tqdm(total=total, initial=state.step, disable=not progress, desc=f"search {method}", unit="step",
+               dynamic_ncols=True, mininterval=1.0)
+    t_start = time.perf_counter()
+    saved_step = state.step if ckpt is not None else -1
+    try:
+        with _stop_requests() as stop:
+            while state.epochs_done < n_epochs:
+                epoch = state.epochs_done
+                searching = epoch >= sc.pretrain_epochs
+                lr = sc.lr * sc.lr_decay ** epoch
+                for group in opt_w.param_groups:
+                    group["lr"] = lr
+                start = state.step - epoch * steps_per_epoch
+                if start < steps_per_epoch:
+                    loader_a = train_loader(data.train_a, sc.batch_size, cfg.seed, epoch, start, cfg.data.num_workers)
+                    loader_b = train_loader(data.train_b, sc.batch_size, cfg.seed + 1, epoch, start,
+                                            cfg.data.num_workers)
+                    for (img_a, mask_a), (img_b, mask_b) in zip(loader_a, loader_b):
+                        opt_w.zero_grad(set_to_none=True)
+                        logs = problem.weight_backward(img_a.to(device), mask_a.to(device), pretrain=not searching)
+                        if sc.grad_clip:
+                            nn.utils.clip_grad_norm_(problem.weight_parameters(), sc.grad_clip)
+                        opt_w.step()
+                        if searching:
+                            opt_a.zero_grad(set_to_none=True)
+                            logs.update(problem.arch_backward(img_b.to(device), mask_b.to(device)))
+                            opt_a.step()
+                        state.step += 1
+                        bar.update(1)
+                        loss = sum(v for k, v in logs.items() if k.startswith("loss_"))
+                        if not math.isfinite(loss):
+                            raise SegnasError(f"search loss became {loss} at step {state.step}; lower "
+                                              f"search.lr (now {sc.lr}) or check the data")
+                        log.write({"step": state.step, "epoch": epoch, "lr": lr, "searching": searching, **logs})
+                        writer.add_scalar("search/weight_loss", loss, state.step)
+                        bar.set_postfix(phase="search" if searching else "pretrain", loss=f"{loss:.3f}")
+                        if stop_after is not None and state.step >= stop_after:
+                            return {"interrupted": True, "step": state.step}
+                        if stop.is_set():
+                            if saved_step != state.step:
+                                checkpoint()
+                            raise SegnasError(f"interrupted at step {state.step}/{total}; continue with "
+                                              f"'segnas search {method} --out {run} --resume'")
+                        if state.step - epoch * steps_per_epoch >= steps_per_epoch:
+                            break
+                decoded = problem.derive(select_loader)
+                record = _epoch_record(epoch, searching, decoded, problem)
+                for name, g in decoded["genotypes"].items():
+                    save_genotype(g, run / "genotypes" / f"epoch{epoch + 1:03d}_{name}.json")
+                history.append(record)
+                log.write({"step": state.step, **record})
+                for name, r in record["architectures"].items():
+                    writer.add_scalar(f"{name}/estimated_latency_ms", r["latency_ms"], state.step)
+                    writer.add_scalar(f"{name}/search_miou", r["miou"], state.step)
+                if progress:
+                    tqdm.write(_epoch_line(record, n_epochs))
+                state.epochs_done += 1
+                checkpoint()
+                saved_step = state.step
+    finally:
+        bar.close()
+        writer.close()
+    final = decoded_final(run, history)
+    result = {"run_dir": str(run), "method": method, "epochs": n_epochs, "steps": state.step,
+              "wall_s": time.perf_counter() - t_start, "num_classes": data.num_classes,
+              "final": history[-1] if history else None, "config": to_dict(cfg), **final}
+    write_json(run / "result.json", result)
+    return result
+
+
+def _epoch_record(epoch: int, searching: bool, decoded: dict[str, Any], problem) -> dict[str, Any]:
+    archs = {}
+    for name, g in decoded["genotypes"].items():
+        archs[name] = {"archid": g.archid, "branches": g.meta.get("branches"),
+                       "latency_ms": g.meta.get("estimated_latency_ms"), "miou": g.meta.get("search_miou"),
+                       "candidates": decoded["candidates"].get(name)}
+    adapt = getattr(problem, "adapt_lambda", None)
+    record: dict[str, Any] = {"epoch": epoch, "phase": "search" if searching else "pretrain",
+                              "architectures": archs}
+    if adapt is not None and searching and "student" in archs:
+        adapt(archs["student"]["latency_ms"])
+    if hasattr(problem, "latency_lambda"):
+        record["latency_lambda"] = problem.latency_lambda
+    return record
+
+
+def _epoch_line(record: dict[str, Any], n_epochs: int) -> str:
+    parts = [f"epoch {record['epoch'] + 1}/{n_epochs} [{record['phase']}]"]
+    for name, r in record["architectures"].items():
+        parts.append(f"{name}: branches 1/{r['branches'].replace('+', ',1/')} est. {r['latency_ms']:.2f} ms "
+                     f"mIoU(trainB) {100 * r['miou']:.1f} ({r['archid'][:8]})")
+    if "latency_lambda" in record:
+        parts.append(f"lambda {record['latency_lambda']:.3g}")
+    return " | ".join(parts)
+
+
+def decoded_final(run: Path, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """Copy the last epoch's genotypes to ``<name>.json`` (the student also to ``genotype.json``)."""
+    if not history:
+        return {}
+    epoch = history[-1]["epoch"]
+    out = {}
+    for name in history[-1]["architectures"]:
+        g = load_genotype(run / "genotypes" / f"epoch{epoch + 1:03d}_{name}.json")
+        save_genotype(g, run / f"{name}.json")
+        out[f"{name}_genotype"] = str(run / f"{name}.json")
+    if (run / "student.json").is_file():
+        save_genotype(load_genotype(run / "student.json"), run / "genotype.json")
+    return out

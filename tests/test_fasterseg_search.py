@@ -1,0 +1,270 @@
+"""FasterSeg search: supernet gradients, relaxed latency, derivation, branch choice, search runs."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from segnas.config import SearchConfig, make_config
+from segnas.genotype import load as load_genotype
+from segnas.objectives import LatencyTable, latency_environment
+from segnas.spaces import get_space
+from segnas.spaces.fasterseg.derive import backtrace, decode_branch, select
+from segnas.spaces.fasterseg.lut import RelaxedLatency, cell_key, scale_sizes, space_keys, stem_key
+from segnas.spaces.fasterseg.search import SEARCH_PRESETS, FasterSegSearch, run_fasterseg_search
+from segnas.spaces.fasterseg.supernet import FasterSegSupernet
+
+OPS = ["skip", "conv", "conv_2x", "zoomed_conv", "zoomed_conv_2x"]
+ARGS = {"layers": 5, "ops": OPS, "chis": [1, 2], "stem_chi": 1, "head_chi": 1, "branches": 2}
+HW = (64, 96)
+
+
+def fake_table(args=ARGS, hw=HW, num_classes=3, teacher_chi=2) -> LatencyTable:
+    """A table with distinct made-up latencies for every entry the space can ask for."""
+    rng = np.random.default_rng(0)
+    keys = space_keys(args, hw, num_classes, teacher_chi)
+    return LatencyTable(latency_environment("cpu"), {k.id: float(v) for k, v in zip(keys, rng.uniform(1, 9, len(keys)))})
+
+
+@pytest.fixture(scope="module")
+def supernet():
+    torch.manual_seed(0)
+    return FasterSegSupernet(ARGS, num_classes=3, teacher_chi=2, cosearch=True)
+
+
+def _grad_names(net, prefix):
+    return {n for n, p in net.arch.items() if n.startswith(prefix) and p.grad is not None and p.grad.abs().sum() > 0}
+
+
+def test_task_loss_reaches_alpha_beta_gamma_of_the_student_only(supernet):
+    supernet.zero_grad(set_to_none=True)
+    g = torch.Generator().manual_seed(0)
+    widths = supernet.sample_widths("student", "gumbel", g)
+    preds = supernet(torch.randn(2, 3, 64, 64), "student", widths)
+    assert set(preds) == {(0,), (1,), (2,), (0, 1), (0, 2), (1, 2)}
+    assert all(p.shape == (2, 3, 8, 8) for p in preds.values())
+    sum(p.pow(2).mean() for p in preds.values()).backward()
+    assert _grad_names(supernet, "student") == {f"student_{k}{j}" for k in ("alpha", "gamma") for j in range(3)} | {
+        "student_beta1", "student_beta2"}
+    assert not _grad_names(supernet, "teacher")
+    assert all(p.grad is None for p in supernet.stems["teacher"].parameters())
+
+
+def test_teacher_runs_widest_and_has_no_width_parameters(supernet):
+    assert not any(n.startswith("teacher_gamma") for n in supernet.arch)
+    widths = supernet.sample_widths("teacher", "gumbel", torch.Generator())
+    assert {i for i, _ in widths.values()} == {0} and supernet.specs["teacher"]["chis"] == [2]
+
+
+def test_latency_loss_reaches_alpha_beta_gamma_and_no_weight(supernet):
+    cfg = SearchConfig(space_args=dict(ARGS), deploy_size=list(HW), teacher_chi=2)
+    search = FasterSegSearch(cfg, 3, 255, fake_table(), seed=0)
+    net = search.net
+    net.zero_grad(set_to_none=True)
+    widths = net.sample_widths("student", "gumbel", torch.Generator().manual_seed(1))
+    lat, parts = search.decoupled_latency(widths)
+    lat.backward()
+    assert _grad_names(net, "student") == {f"student_{k}{j}" for k in ("alpha", "gamma") for j in range(3)} | {
+        "student_beta1", "student_beta2"}
+    assert all(p.grad is None for p in net.weight_parameters())
+    assert all(v > 0 for v in parts.values())
+
+
+def test_relaxed_latency_equals_the_table_sum_for_one_hot_architecture_weights():
+    table, L = fake_table(), ARGS["layers"]
+    chis, stem_chi, head_chi = ARGS["chis"], ARGS["stem_chi"], ARGS["head_chi"]
+    relaxed = RelaxedLatency(table, ARGS, HW, chis, stem_chi, head_chi)
+    rng = np.random.default_rng(3)
+    op_idx = {(l, j): int(rng.integers(len(OPS))) for l in range(L) for j in range(min(l, 2) + 1)}
+    w_idx = {(l, j): int(rng.integers(len(chis))) for l in range(1, L) for j in range(min(l, 2) + 1)}
+    # one path per final scale, beta one-hot along them: into 1/16 at node (2, 1), into 1/32 at (3, 2)
+    paths = {0: [0, 0, 0, 0, 0], 1: [0, 0, 1, 1, 1], 2: [0, 0, 1, 2, 2]}
+    alphas = [torch.zeros(L - j, len(OPS)) for j in range(3)]
+    for (l, j), k in op_idx.items():
+        alphas[j][l - j, k] = 1.0
+    betas = [None, torch.zeros(L - 2, 2), torch.zeros(L - 3, 2)]
+    betas[1][:, 1] = 1.0  # 1/16 nodes take the same-scale input ...
+    betas[1][2 - 2] = torch.tensor([1.0, 0.0])  # ... except node (2, 1), reached by downsampling
+    betas[2][:, 1] = 1.0
+    betas[2][3 - 3] = torch.tensor([1.0, 0.0])
+    widths = {n: torch.nn.functional.one_hot(torch.tensor(i), len(chis)).float() for n, i in w_idx.items()}
+    got = relaxed.expected(alphas, betas, widths)
+    sizes = scale_sizes(HW)
+    for j, path in paths.items():
+        total = table.lookup(stem_key(stem_chi, HW))
+        for l in range(L):
+            s = 8 * 2 ** path[l]
+            c_in = 8 * stem_chi if l == 0 else s * chis[w_idx[l, path[l]]]
+            if l == L - 1:
+                c_out, stride = s * head_chi, 1
+            else:
+                stride = 2 if path[l + 1] > path[l] else 1
+                c_out = s * stride * chis[w_idx[l + 1, path[l + 1]]]
+            total += table.lookup(cell_key(OPS[op_idx[l, path[l]]], s, c_in, c_out, stride, sizes))
+        assert got[j].item() == pytest.approx(total, rel=1e-5)
+
+
+def test_backtrace_takes_the_most_probable_path_and_agrees_with_brute_force():
+    rng = np.random.default_rng(1)
+    L = 7
+    betas = [None] + [rng.dirichlet([1, 1], size=L - 1 - j) for j in (1, 2)]
+
+    def prob(path):
+        p = 1.0
+        for l in range(1, L):
+            j = path[l]
+            if j >= 1 and l - 1 >= j:
+                p *= betas[j][l - j - 1][0 if path[l] > path[l - 1] else 1]
+        return p
+
+    import itertools
+    for final in range(3):
+        paths = [[0] + list(np.cumsum(steps)) for steps in itertools.product([0, 1], repeat=L - 1)]
+        valid = [p for p in paths if p[-1] == final and max(p) <= 2]
+        best = max(valid, key=prob)
+        assert prob(backtrace(betas, final, L)) == pytest.approx(prob(best))
+
+
+def _hand_set_arrays():
+    """L = 9, the 1/32 branch path [0,0,0,1,1,1,2,2,2] with skips chosen to exercise every rule."""
+    L, n = 9, len(OPS)
+    path = [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    alphas = [np.full((L - j, n), 1.0 / n) for j in range(3)]
+    wanted = {  # cell: (probabilities over skip, conv, conv_2x, zoomed_conv, zoomed_conv_2x)
+        0: [0.60, 0.10, 0.20, 0.05, 0.05],  # skip candidate, weakest of three: becomes conv_2x
+        1: [0.00, 0.70, 0.10, 0.10, 0.10],  # conv
+        2: [0.50, 0.10, 0.10, 0.10, 0.20],  # downsampling skip: never removed, next best zoomed_conv_2x
+        3: [0.70, 0.05, 0.05, 0.15, 0.05],  # all-skip segment after a down: removed (stronger skip)
+        4: [0.50, 0.05, 0.05, 0.10, 0.30],  # ... the weaker skip of that segment stays: zoomed_conv_2x
+        5: [0.00, 0.10, 0.60, 0.10, 0.20],  # down: conv_2x
+        6: [0.00, 0.10, 0.10, 0.70, 0.10],  # zoomed_conv
+        7: [0.00, 0.80, 0.10, 0.05, 0.05],  # conv (becomes the last cell)
+        8: [0.90, 0.05, 0.05, 0.00, 0.00],  # last cell, strongest skip: removed
+    }
+    for i, p in wanted.items():
+        alphas[path[i]][i - path[i]] = np.array(p)
+    betas = [None, np.full((L - 2, 2), 0.5), np.full((L - 3, 2), 0.5)]
+    for l in range(1, L):
+        j = path[l]
+        if j >= 1 and l - 1 >= j:
+            betas[j][l - j - 1] = [0.9, 0.1] if path[l] > path[l - 1] else [0.1, 0.9]
+    chis = [1, 2]
+    gammas = [np.full((L - max(j, 1), 2), 0.5) for j in range(3)]
+    out_w = {0: 1, 1: 0, 2: 1, 3: 0, 4: 1, 5: 0, 6: 1, 7: 0}  # width index of each cell's output
+    for i, w in out_w.items():
+        j = path[i + 1]
+        gammas[j][i + 1 - max(j, 1)] = [0.8, 0.2] if w == 0 else [0.2, 0.8]
+    return alphas, betas, gammas, chis, path
+
+
+def test_hand_set_architecture_derives_the_known_branch():
+    alphas, betas, gammas, chis, path = _hand_set_arrays()
+    args = dict(ARGS, layers=9)
+    assert backtrace(betas, 2, 9) == path
+    cells = decode_branch(alphas, betas, gammas, args, 2, chis, head_chi=1)
+    assert cells == [
+        {"op": "conv_2x", "scale": 8, "chi": 2},
+        {"op": "conv", "scale": 8, "chi": 1},
+        {"op": "zoomed_conv_2x", "scale": 8, "chi": 2},  # down, its output is at 1/16
+        {"op": "zoomed_conv_2x", "scale": 16, "chi": 2},
+        {"op": "conv_2x", "scale": 16, "chi": 1},
+        {"op": "zoomed_conv", "scale": 32, "chi": 2},
+        {"op": "conv", "scale": 32, "chi": 1},  # now the last cell: head width
+    ]
+    g = get_space("fasterseg").make_genotype({"branches": [{"cells": cells}]}, args)
+    assert "skip" not in json.dumps(g.structure)
+
+
+def test_skip_removal_keeps_the_minimum_depth():
+    L = 6
+    alphas = [np.tile([0.9, 0.1, 0.0, 0.0, 0.0], (L - j, 1)) for j in range(3)]  # skip everywhere
+    betas = [None, np.full((L - 2, 2), 0.5), np.full((L - 3, 2), 0.5)]
+    cells = decode_branch(alphas, betas, None, dict(ARGS, layers=L), 0, [1, 2], head_chi=1)
+    assert len(cells) == round(L / 3) and all(c["op"] == "conv" for c in cells)
+    cells = decode_branch(alphas, betas, None, dict(ARGS, layers=L), 1, [1, 2], head_chi=1)
+    assert len(cells) == round(L / 3) + 2 and cells[-1]["scale"] == 16
+
+
+def test_branch_choice_trades_accuracy_for_latency():
+    fast = {"name": "16+32", "miou": 0.70, "latency_ms": 10.0}
+    slow = {"name": "8+32", "miou": 0.72, "latency_ms": 20.0}
+    assert select([slow, fast], None, -0.07)["name"] == "16+32"  # 0.70 * 10^-0.07 > 0.72 * 20^-0.07
+    assert select([slow, fast], None, 0.0)["name"] == "8+32"  # accuracy alone (the teacher)
+    assert select([slow, fast], 15.0, -0.07)["name"] == "16+32"  # the target only rescales
+
+
+def test_search_derives_hand_set_parameters_and_picks_branches(monkeypatch):
+    alphas, betas, gammas, chis, path = _hand_set_arrays()
+    args = dict(ARGS, layers=9)
+    cfg = SearchConfig(space_args=args, deploy_size=list(HW), teacher_chi=2)
+    search = FasterSegSearch(cfg, 3, 255, fake_table(args), seed=0)
+    with torch.no_grad():
+        for j in range(3):
+            search.net.arch[f"student_alpha{j}"].copy_(torch.log(torch.tensor(alphas[j]).clamp_min(1e-9)))
+            search.net.arch[f"student_gamma{j}"].copy_(torch.log(torch.tensor(gammas[j])))
+        for j in (1, 2):
+            search.net.arch[f"student_beta{j}"].copy_(torch.log(torch.tensor(betas[j])))
+    accs = {(0,): .1, (1,): .1, (2,): .1, (0, 1): 0.50, (0, 2): 0.60, (1, 2): 0.59}
+    monkeypatch.setattr(search, "head_accuracy", lambda name, loader: accs)
+    out = search.derive(loader=[])
+    student = out["genotypes"]["student"]
+    rows = {r["branches"]: r for r in out["candidates"]["student"]}
+    expected = select([rows["8+16"], rows["8+32"], rows["16+32"]], None, -0.07)
+    assert student.meta["branches"] == expected["branches"]
+    branch32 = student.structure["branches"][0]["cells"]
+    assert [c["op"] for c in branch32] == ["conv_2x", "conv", "zoomed_conv_2x", "zoomed_conv_2x", "conv_2x",
+                                           "zoomed_conv", "conv"]
+    assert out["genotypes"]["teacher"].meta["branches"] == "8+32"  # best accuracy, latency ignored
+    assert all(c["chi"] == 2 for b in out["genotypes"]["teacher"].structure["branches"] for c in b["cells"])
+
+
+def _tiny_cfg(**search):
+    return make_config("tiny", method_presets=SEARCH_PRESETS,
+                       extra={"data": {"dataset": "synthetic"}, **({"search": search} if search else {})})
+
+
+@pytest.fixture(scope="module")
+def tiny_search(tmp_path_factory):
+    out = tmp_path_factory.mktemp("search") / "run"
+    return out, run_fasterseg_search(_tiny_cfg(), out, progress=False)
+
+
+def test_tiny_search_writes_every_epochs_genotypes(tiny_search):
+    out, result = tiny_search
+    assert (out / "student.json").is_file() and (out / "teacher.json").is_file()
+    assert sorted(p.name for p in (out / "genotypes").iterdir()) == [
+        "epoch001_student.json", "epoch001_teacher.json", "epoch002_student.json", "epoch002_teacher.json"]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any("lat_scale" in r for r in records)  # the architecture step ran with the latency loss
+    student = load_genotype(out / "student.json")
+    assert student.meta["estimated_latency_ms"] > 0 and "skip" not in json.dumps(student.structure)
+
+
+def test_resumed_search_ends_with_the_identical_genotypes(tiny_search, tmp_path):
+    out, _ = tiny_search
+    cfg = _tiny_cfg()
+    again = tmp_path / "killed"
+    # the shared table makes timings identical between the two runs (measurements are noisy)
+    cfg.search.lut = str(out / "latency_table.json")
+    full = tmp_path / "full"
+    run_fasterseg_search(cfg, full, progress=False)
+    assert run_fasterseg_search(cfg, again, stop_after=3, progress=False)["interrupted"]
+    run_fasterseg_search(cfg, again, resume=True, progress=False)
+    for name in ("student", "teacher"):
+        assert (again / f"{name}.json").read_text() == (full / f"{name}.json").read_text()
+    a = torch.load(again / "checkpoints" / "last.pt", weights_only=True)["search"]["net"]
+    b = torch.load(full / "checkpoints" / "last.pt", weights_only=True)["search"]["net"]
+    assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+def test_searched_genotype_round_trips_into_retrain(tiny_search, tmp_path):
+    from segnas.engine import retrain
+
+    out, _ = tiny_search
+    g = load_genotype(out / "student.json")
+    assert get_space("fasterseg").build(g, 8) is not None
+    cfg = make_config("tiny", overrides=["train.epochs=1"], extra={"data": {"dataset": "synthetic"}})
+    result = retrain(g, cfg, tmp_path / "student", progress=False)
+    assert result["archid"] == g.archid and 0 <= result["best_miou"] <= 1
+    assert load_genotype(tmp_path / "student" / "genotype.json").archid == g.archid
