@@ -29,6 +29,20 @@ from segnas.spaces import get_space  # noqa: E402
 from segnas.spaces.fasterseg.lut import estimate_latency, network_keys, probe, space_keys  # noqa: E402
 
 
+def spread_sample(space, args, rng):
+    """A random derived network whose latency may lie anywhere in the space's range: per network,
+    an operator preference, a largest width and one or two branches are drawn first (uniform
+    per-cell choices average out and give nearly equal latencies)."""
+    ops = [o for o in args["ops"] if o != "skip"]
+    chis = args["chis"][: int(rng.integers(1, len(args["chis"]) + 1))]
+    pref = rng.dirichlet(np.full(len(ops), 0.5))
+    g = space.sample(rng, dict(args, branches=int(rng.integers(1, 3))))
+    branches = [{"cells": [{"op": str(rng.choice(ops, p=pref)), "scale": c["scale"],
+                            "chi": args["head_chi"] if i == len(b["cells"]) - 1 else int(rng.choice(chis))}
+                           for i, c in enumerate(b["cells"])]} for b in g.structure["branches"]]
+    return space.make_genotype({"branches": branches}, args, meta={"source": "lut_fidelity sample"})
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--input", default="360x480", help="deployment size HxW")
@@ -50,7 +64,7 @@ def main() -> int:
     table = LatencyTable.load(lut_path, env) if lut_path and lut_path.is_file() else LatencyTable(env)
     # only what the sampled networks need is measured: the same probes 'segnas latency build' uses
     rng = np.random.default_rng(args.seed)
-    genotypes = [zoo.get("fasterseg")] + [space.sample(rng, space_args) for _ in range(n_nets)]
+    genotypes = [zoo.get("fasterseg")] + [spread_sample(space, space_args, rng) for _ in range(n_nets)]
     needed = [k for g in genotypes for k in network_keys(g, hw, args.num_classes)]
     all_keys = set(space_keys(space_args, hw, args.num_classes, 12))
     assert all(k in all_keys for k in needed), "a network needs an entry the space's table would lack"
@@ -58,13 +72,17 @@ def main() -> int:
     if lut_path:
         table.save(lut_path)
     lut_s = time.perf_counter() - t0
-    rows = []
+    # networks are timed in interleaved rounds, so a slow spell of the machine hits all of them alike
+    nets = []
     for i, g in enumerate(genotypes):
         torch.manual_seed(i)
-        net = space.build(g, args.num_classes, aux=False)
-        measured = measure_latency(net, (1, 3, *hw), "cpu", warmup=2, repeats=repeats)["latency_ms"]
-        rows.append({"archid": g.archid, "zoo": i == 0, "estimated_ms": estimate_latency(g, table, hw, args.num_classes),
-                     "measured_ms": measured})
+        nets.append(space.build(g, args.num_classes, aux=False).eval())
+    times: list[list[float]] = [[] for _ in nets]
+    for _ in range(repeats):
+        for i, net in enumerate(nets):
+            times[i].append(measure_latency(net, (1, 3, *hw), "cpu", warmup=1, repeats=1)["latency_ms"])
+    rows = [{"archid": g.archid, "zoo": i == 0, "estimated_ms": estimate_latency(g, table, hw, args.num_classes),
+             "measured_ms": statistics.median(times[i])} for i, g in enumerate(genotypes)]
     est = np.array([r["estimated_ms"] for r in rows])
     meas = np.array([r["measured_ms"] for r in rows])
     pearson = float(np.corrcoef(est, meas)[0, 1])

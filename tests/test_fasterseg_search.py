@@ -268,3 +268,18 @@ def test_searched_genotype_round_trips_into_retrain(tiny_search, tmp_path):
     result = retrain(g, cfg, tmp_path / "student", progress=False)
     assert result["archid"] == g.archid and 0 <= result["best_miou"] <= 1
     assert load_genotype(tmp_path / "student" / "genotype.json").archid == g.archid
+
+
+def test_adaptive_lambda_moves_toward_the_target():
+    cfg = SearchConfig(space_args=dict(ARGS), deploy_size=list(HW), teacher_chi=2, target_latency_ms=10.0,
+                       adaptive_lambda=True, latency_lambda=0.01)
+    search = FasterSegSearch(cfg, 3, 255, fake_table(), seed=0)
+    search.adapt_lambda(5.0)  # faster than the target: relax the latency pressure
+    assert search.latency_lambda == pytest.approx(0.005)
+    search.adapt_lambda(20.0)
+    search.adapt_lambda(20.0)  # slower: push harder
+    assert search.latency_lambda == pytest.approx(0.02)
+    search.adapt_lambda(10.5)  # inside the band: unchanged
+    assert search.latency_lambda == pytest.approx(0.02)
+    with pytest.raises(Exception, match="target_latency_ms"):
+        make_config("tiny", overrides=["search.adaptive_lambda=true"])

@@ -1,0 +1,118 @@
+"""FasterSeg search on real CamVid, then retraining: searched student vs random students vs the zoo.
+
+The search runs on trainA/trainB halves of CamVid train (cpu preset); the
+teacher is retrained, then the searched student and N random student
+architectures whose table latency lies within +-15% of the student's are
+retrained identically (KL distillation from the same teacher), and the zoo
+FasterSeg with the same recipe but no teacher. All from scratch, evaluated
+on CamVid val. Target: searched >= median(random) + 3 mIoU.
+
+    python benchmarks/camvid_search.py --out runs/bench_search [--json benchmarks/results/camvid_search_cpu.json]
+    python benchmarks/camvid_search.py --quick     # pipeline check, under 5 minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+
+from _common import machine, peak_rss_mb, write  # noqa: E402
+from segnas import zoo  # noqa: E402
+from segnas.config import make_config  # noqa: E402
+from segnas.data import default_camvid_root  # noqa: E402
+from segnas.engine import retrain  # noqa: E402
+from segnas.genotype import load as load_genotype  # noqa: E402
+from segnas.objectives import LatencyTable  # noqa: E402
+from segnas.profile import measure_latency  # noqa: E402
+from segnas.spaces import get_space  # noqa: E402
+from segnas.spaces.fasterseg.lut import estimate_latency  # noqa: E402
+from segnas.spaces.fasterseg.search import SEARCH_PRESETS, run_fasterseg_search  # noqa: E402
+
+QUICK_SEARCH = ["search.pretrain_epochs=1", "search.epochs=1", "search.steps_per_epoch=6", "search.select_images=4",
+                "search.lut_repeats=2", "data.crop=[128,128]", "data.max_val_images=10"]
+QUICK_TRAIN = ["train.epochs=1", "data.max_val_images=10", "train.eval_every=0"]
+
+
+def random_band(space, args, table, hw, num_classes, target, n, seed, band=0.15, tries=4000):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(tries):
+        g = space.sample(rng, args)
+        lat = estimate_latency(g, table, hw, num_classes)
+        if abs(lat - target) <= band * target and g.archid not in {x[0].archid for x in out}:
+            out.append((g, lat))
+            if len(out) == n:
+                break
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--root", default=None, help="CamVid folder (default: $SEGNAS_CAMVID or ../shared/data/camvid)")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--random", type=int, default=5, help="random students in the latency band")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--search-set", action="append", default=[], help="extra --set for the search")
+    ap.add_argument("--train-set", action="append", default=[], help="extra --set for every retrain")
+    args = ap.parse_args()
+    root = Path(args.root) if args.root else default_camvid_root()
+    if not root.is_dir():
+        print(f"CamVid not found at {root}; set SEGNAS_CAMVID or pass --root", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else Path("runs") / time.strftime("bench_search-%Y%m%d-%H%M%S")
+    data = {"data": {"dataset": "camvid", "root": str(root)}}
+    n_random = 2 if args.quick else args.random
+    t0 = time.perf_counter()
+    scfg = make_config("cpu", overrides=(QUICK_SEARCH if args.quick else []) + args.search_set, extra=data,
+                       method_presets=SEARCH_PRESETS)
+    search = run_fasterseg_search(scfg, out / "search", progress=True)
+    search_s = time.perf_counter() - t0
+    hw, num_classes = tuple(scfg.search.deploy_size), search["num_classes"]
+    table = LatencyTable.load(out / "search" / "latency_table.json")
+    student, teacher = load_genotype(out / "search" / "student.json"), load_genotype(out / "search" / "teacher.json")
+    target = estimate_latency(student, table, hw, num_classes)
+    space = get_space("fasterseg")
+    randoms = random_band(space, student.space_args, table, hw, num_classes, target, n_random, seed=1)
+
+    def train(name, genotype, teacher_run=None):
+        cfg = make_config("cpu", overrides=(QUICK_TRAIN if args.quick else ["train.eval_every=180"]) + args.train_set,
+                          extra=data)
+        if teacher_run is not None:
+            cfg.train.distill_teacher = str(teacher_run / "checkpoints" / "best.pt")
+        result = retrain(genotype, cfg, out / name, progress=True)
+        net = space.build(genotype, num_classes, aux=False)
+        measured = measure_latency(net, (1, 3, *hw), "cpu", warmup=2, repeats=5)["latency_ms"]
+        est = estimate_latency(genotype, table, hw, num_classes) if genotype.space_args == student.space_args or \
+            genotype.space_args == teacher.space_args else None
+        return {"archid": genotype.archid, "val_miou": result["best_miou"], "estimated_ms": est,
+                "measured_ms": measured, "wall_s": result["wall_s"]}
+
+    rows = {"teacher": train("teacher", teacher)}
+    rows["student"] = train("student", student, out / "teacher")
+    rows["random"] = [train(f"random{i}", g, out / "teacher") for i, (g, _) in enumerate(randoms)]
+    rows["zoo_fasterseg"] = train("zoo_fasterseg", zoo.get("fasterseg"))
+    rand = [r["val_miou"] for r in rows["random"]]
+    median = statistics.median(rand) if rand else None
+    write({
+        "benchmark": "camvid_search", "method": "fasterseg", "preset": "cpu", "quick": args.quick,
+        "pretrained": False, "deploy_size": list(hw), "search_s": search_s,
+        "search_final": search["final"], "results": rows, "random_found": len(randoms),
+        "random_median_miou": median,
+        "searched_minus_random_median": None if median is None else rows["student"]["val_miou"] - median,
+        "target": "searched >= random median + 0.03 mIoU",
+        "meets_target": None if median is None else rows["student"]["val_miou"] >= median + 0.03,
+        "wall_s": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb(), "machine": machine(),
+    }, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
