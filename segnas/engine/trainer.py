@@ -62,6 +62,17 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def resumed_config(ckpt: dict[str, Any], overrides: dict[str, Any] | None, what: str = "run") -> RunConfig:
+    """The checkpoint's own config; a resume may change only where it runs (device, threads)."""
+    cfg = from_dict(ckpt["config"])
+    for key, value in (overrides or {}).items():
+        if key not in ("device", "threads"):
+            raise ConfigError(f"--resume continues the {what} with its own config; '{key}' cannot change "
+                              "(only --device and --threads can)")
+        setattr(cfg, key, value)
+    return cfg
+
+
 def make_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "sgd":
@@ -111,12 +122,7 @@ def retrain(genotype: Genotype, cfg: RunConfig, out: str | Path, resume: bool = 
     tc = cfg.train
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt") if resume else None
     if ckpt is not None:
-        cfg = from_dict(ckpt["config"])
-        for key, value in (resume_overrides or {}).items():
-            if key not in ("device", "threads"):
-                raise ConfigError(f"--resume continues the run with its own config; '{key}' cannot change "
-                                  "(only --device and --threads can)")
-            setattr(cfg, key, value)
+        cfg = resumed_config(ckpt, resume_overrides)
         tc = cfg.train
         stored = Genotype.from_dict(ckpt["genotype"], source=str(run / "checkpoints" / "last.pt"))
         if stored.archid != genotype.archid:

@@ -28,13 +28,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..config import RunConfig, from_dict, to_dict
+from ..config import RunConfig, to_dict
 from ..data import EvalTransform, build_dataset, save_splits
 from ..data.splits import make_splits
 from ..engine.checkpoint import atomic_save, load_checkpoint
 from ..engine.loaders import data_root, dataset_kwargs, make_datasets, train_loader
 from ..engine.rundir import MetricsLog, environment, prepare_run_dir, write_json, write_yaml
-from ..engine.trainer import _stop_requests, _tensorboard, resolve_device
+from ..engine.trainer import _stop_requests, _tensorboard, resolve_device, resumed_config
 from ..errors import ConfigError, SegnasError
 from ..genotype import load as load_genotype, save as save_genotype
 
@@ -92,12 +92,7 @@ def run_search(method: str, make_problem, cfg: RunConfig, out: str | Path, resum
     if ckpt is not None:
         if ckpt["method"] != method:
             raise ConfigError(f"{run}: this is a {ckpt['method']} search, not {method}")
-        cfg = from_dict(ckpt["config"])
-        for key, value in (resume_overrides or {}).items():
-            if key not in ("device", "threads"):
-                raise ConfigError(f"--resume continues the search with its own config; '{key}' cannot change "
-                                  "(only --device and --threads can)")
-            setattr(cfg, key, value)
+        cfg = resumed_config(ckpt, resume_overrides, "search")
     sc = cfg.search
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -187,6 +182,10 @@ def run_search(method: str, make_problem, cfg: RunConfig, out: str | Path, resum
                             break
                 decoded = problem.derive(select_loader)
                 record = _epoch_record(epoch, searching, decoded, problem)
+                adapt = getattr(problem, "adapt_lambda", None)
+                if adapt is not None and searching and "student" in record["architectures"]:
+                    adapt(record["architectures"]["student"]["latency_ms"])
+                    record["latency_lambda"] = problem.latency_lambda  # the lambda the next epoch uses
                 for name, g in decoded["genotypes"].items():
                     save_genotype(g, run / "genotypes" / f"epoch{epoch + 1:03d}_{name}.json")
                 history.append(record)
@@ -216,11 +215,8 @@ def _epoch_record(epoch: int, searching: bool, decoded: dict[str, Any], problem)
         archs[name] = {"archid": g.archid, "branches": g.meta.get("branches"),
                        "latency_ms": g.meta.get("estimated_latency_ms"), "miou": g.meta.get("search_miou"),
                        "candidates": decoded["candidates"].get(name)}
-    adapt = getattr(problem, "adapt_lambda", None)
     record: dict[str, Any] = {"epoch": epoch, "phase": "search" if searching else "pretrain",
                               "architectures": archs}
-    if adapt is not None and searching and "student" in archs:
-        adapt(archs["student"]["latency_ms"])
     if hasattr(problem, "latency_lambda"):
         record["latency_lambda"] = problem.latency_lambda
     return record
