@@ -6,8 +6,11 @@ import json
 import os
 import platform
 import resource
+import statistics
 import sys
+import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -32,3 +35,25 @@ def write(result: dict[str, Any], path: str | None) -> None:
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(text + "\n")
+
+
+def timed(fn: Callable[[], object], repeats: int) -> dict[str, float]:
+    """Median and minimum seconds of ``fn`` over ``repeats`` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return {"median_s": statistics.median(times), "min_s": min(times), "repeats": repeats}
+
+
+def camvid_root(arg: str | None) -> Path | None:
+    """The CamVid folder from ``--root``, $SEGNAS_CAMVID or ../shared/data/camvid; None (and a message) if absent."""
+    from segnas.data import default_camvid_root
+
+    root = Path(arg) if arg else default_camvid_root()
+    if not root.is_dir():
+        print(f"CamVid not found at {root}; set SEGNAS_CAMVID or pass --root", file=sys.stderr)
+        return None
+    return root

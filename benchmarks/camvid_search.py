@@ -23,10 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from _common import machine, peak_rss_mb, write  # noqa: E402
+from _common import camvid_root, machine, peak_rss_mb, write  # noqa: E402
 from segnas import zoo  # noqa: E402
 from segnas.config import make_config  # noqa: E402
-from segnas.data import default_camvid_root  # noqa: E402
 from segnas.engine import retrain  # noqa: E402
 from segnas.genotype import load as load_genotype  # noqa: E402
 from segnas.objectives import LatencyTable  # noqa: E402
@@ -63,9 +62,8 @@ def main() -> int:
     ap.add_argument("--search-set", action="append", default=[], help="extra --set for the search")
     ap.add_argument("--train-set", action="append", default=[], help="extra --set for every retrain")
     args = ap.parse_args()
-    root = Path(args.root) if args.root else default_camvid_root()
-    if not root.is_dir():
-        print(f"CamVid not found at {root}; set SEGNAS_CAMVID or pass --root", file=sys.stderr)
+    root = camvid_root(args.root)
+    if root is None:
         return 2
     out = Path(args.out) if args.out else Path("runs") / time.strftime("bench_search-%Y%m%d-%H%M%S")
     data = {"data": {"dataset": "camvid", "root": str(root)}}

@@ -12,31 +12,19 @@ values do not change the step's cost, so a table of constant entries is used.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from _common import machine, peak_rss_mb, write  # noqa: E402
+from _common import machine, peak_rss_mb, timed, write  # noqa: E402
 from segnas.config import make_config  # noqa: E402
 from segnas.objectives import LatencyTable, latency_environment  # noqa: E402
 from segnas.spaces.fasterseg.lut import space_keys  # noqa: E402
 from segnas.spaces.fasterseg.search import SEARCH_PRESETS, FasterSegSearch  # noqa: E402
 from segnas.spaces import get_space  # noqa: E402
-
-
-def timed(fn, repeats: int) -> dict[str, float]:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return {"median_s": statistics.median(times), "min_s": min(times), "repeats": repeats}
 
 
 def main() -> int:

@@ -94,13 +94,17 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return 0
 
 
-SEARCH_METHODS = ("fasterseg",)
+SEARCH_METHODS = ("fasterseg", "autodeeplab")
 
 
-def _method_presets(method: str) -> dict:
+def _search_method(method: str):
+    """(method presets, run function) of a search method."""
     if method == "fasterseg":
-        from .spaces.fasterseg.search import SEARCH_PRESETS
-        return SEARCH_PRESETS
+        from .spaces.fasterseg.search import SEARCH_PRESETS, run_fasterseg_search
+        return SEARCH_PRESETS, run_fasterseg_search
+    if method == "autodeeplab":
+        from .spaces.autodeeplab.search import SEARCH_PRESETS, run_autodeeplab_search
+        return SEARCH_PRESETS, run_autodeeplab_search
     raise SegnasError(f"search method {method!r} is unknown; choose one of {', '.join(SEARCH_METHODS)}")
 
 
@@ -115,9 +119,11 @@ def _resume_flags(args: argparse.Namespace, extra: tuple[tuple[str, object], ...
 
 def cmd_search(args: argparse.Namespace) -> int:
     from .config import make_config
-    from .spaces.fasterseg.search import run_fasterseg_search
 
-    presets = _method_presets(args.method)
+    presets, run_method = _search_method(args.method)
+    if args.method != "fasterseg" and (args.lut or args.deploy_size):
+        raise SegnasError(f"--lut and --deploy-size belong to latency-aware searches; {args.method} has no "
+                          "latency objective")
     out = Path(args.out)
     resume_overrides = None
     if args.resume:
@@ -131,19 +137,24 @@ def cmd_search(args: argparse.Namespace) -> int:
             extra["search"] = {**search, "deploy_size": list(search["deploy_size"])} if "deploy_size" in search \
                 else search
         cfg = make_config(args.preset, args.config, args.overrides, extra, method_presets=presets)
-    result = run_fasterseg_search(cfg, out, resume=args.resume, progress=not args.quiet,
-                                  resume_overrides=resume_overrides)
+    result = run_method(cfg, out, resume=args.resume, progress=not args.quiet, resume_overrides=resume_overrides)
     if result.get("already_complete"):
         print(f"{out} is already complete; nothing to resume")
     final = result.get("final") or {}
-    h, w = result["config"]["search"]["deploy_size"]
-    for name, r in final.get("architectures", {}).items():
-        print(f"{name}: {r['archid']} branches 1/{r['branches'].replace('+', ',1/')}, estimated "
-              f"{r['latency_ms']:.2f} ms at {h}x{w}, "
-              f"search mIoU {100 * r['miou']:.1f}% -> {out / (name + '.json')}")
-    if "teacher" in final.get("architectures", {}):
-        print(f"next: segnas retrain {out / 'teacher.json'} --out {out}-teacher, then "
-              f"segnas retrain {out / 'student.json'} --out {out}-student --teacher {out}-teacher")
+    if args.method == "fasterseg":
+        h, w = result["config"]["search"]["deploy_size"]
+        for name, r in final.get("architectures", {}).items():
+            print(f"{name}: {r['archid']} branches 1/{r['branches'].replace('+', ',1/')}, estimated "
+                  f"{r['latency_ms']:.2f} ms at {h}x{w}, "
+                  f"search mIoU {100 * r['miou']:.1f}% -> {out / (name + '.json')}")
+        if "teacher" in final.get("architectures", {}):
+            print(f"next: segnas retrain {out / 'teacher.json'} --out {out}-teacher, then "
+                  f"segnas retrain {out / 'student.json'} --out {out}-student --teacher {out}-teacher")
+    else:
+        for name, r in final.get("architectures", {}).items():
+            print(f"{name}: {r['archid']} path {' '.join(str(4 << j) for j in r['path'])} "
+                  f"-> {out / (name + '.json')} (drawing {out / (name + '.png')})")
+        print(f"next: segnas retrain {out / 'genotype.json'} --out {out}-retrain")
     return 0
 
 
@@ -155,11 +166,11 @@ def cmd_latency(args: argparse.Namespace) -> int:
     from .spaces import get_space
     from .spaces.fasterseg.lut import probe, space_keys
 
-    if args.space not in SEARCH_METHODS:
-        raise SegnasError(f"--space {args.space!r}: no latency table for it; choose one of {', '.join(SEARCH_METHODS)}")
+    if args.space != "fasterseg":
+        raise SegnasError(f"--space {args.space!r}: no latency table for it; choose fasterseg")
     extra = _cli_extra(args)
     extra.setdefault("search", {})["deploy_size"] = list(args.input)
-    cfg = make_config(args.preset, args.config, args.overrides, extra, method_presets=_method_presets(args.space))
+    cfg = make_config(args.preset, args.config, args.overrides, extra, method_presets=_search_method(args.space)[0])
     num_classes = cfg.data.num_classes or make_datasets(cfg.data, cfg.seed)[0].num_classes
     device = resolve_device(cfg.device)
     if cfg.threads:
@@ -289,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segnas", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("search", help="search an architecture (writes teacher/student genotypes)")
+    p = sub.add_parser("search", help="search an architecture (writes its genotype(s) to --out)")
     p.add_argument("method", choices=SEARCH_METHODS)
     p.add_argument("--out", required=True, help="run folder (never overwritten)")
     p.add_argument("--resume", action="store_true", help="continue the search in --out")

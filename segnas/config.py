@@ -87,7 +87,9 @@ class SearchConfig:
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    lr_schedule: str = "exp"  # exp: lr * lr_decay^epoch | cosine: per step from lr to lr_min
     lr_decay: float = 0.978  # exponential, per epoch
+    lr_min: float = 0.0  # end of the cosine schedule
     grad_clip: float | None = 5.0
     arch_lr: float = 3e-4
     arch_betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
@@ -95,6 +97,7 @@ class SearchConfig:
     ohem_thresh: float = 0.7
     ohem_min_kept: int = 1000  # pixels at 1/8 resolution
     space_args: dict = field(default_factory=dict)
+    genotype_args: dict = field(default_factory=dict)  # space args of the derived networks (e.g. a larger F)
     cosearch: bool = True  # also search a teacher (widest, no latency loss)
     teacher_chi: int | None = None  # teacher's expansion ratio; None: the largest
     sandwich_random: int = 2  # random widths per pretraining step, besides min and max
@@ -108,7 +111,7 @@ class SearchConfig:
     deploy_size: list[int] = field(default_factory=lambda: [360, 480])  # [H, W] the latency is for
     lut: str | None = None  # latency table; None: measure one into the run folder
     lut_repeats: int = 5
-    select_images: int = 16  # trainB images scoring the branch candidates each epoch
+    select_images: int = 16  # trainB images scoring the decoded architectures each epoch (0: none)
 
 
 @dataclass
@@ -201,6 +204,7 @@ def _merge(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
 
 
 _CHOICES = {"train.optimizer": ("sgd", "adam"), "train.schedule": ("poly", "exp", "constant"),
+            "search.lr_schedule": ("exp", "cosine"),
             "train.loss": ("ohem", "ce")}
 _RANGES = {  # key: (lowest, highest, lowest allowed itself)
     "train.epochs": (1, None, True), "train.batch_size": (1, None, True), "train.lr": (0, None, False),
@@ -216,7 +220,7 @@ _RANGES = {  # key: (lowest, highest, lowest allowed itself)
     "search.ohem_thresh": (0, 1, False), "search.ohem_min_kept": (1, None, True),
     "search.teacher_chi": (1, None, True), "search.sandwich_random": (0, None, True), "search.tau": (0, None, False),
     "search.latency_lambda": (0, None, True), "search.target_latency_ms": (0, None, False),
-    "search.lut_repeats": (1, None, True), "search.select_images": (1, None, True),
+    "search.lut_repeats": (1, None, True), "search.select_images": (0, None, True), "search.lr_min": (0, None, True),
     "data.num_workers": (0, None, True), "data.synthetic_train": (1, None, True),
     "data.synthetic_val": (1, None, True), "data.num_classes": (1, 254, True), "threads": (1, None, True),
 }

@@ -209,7 +209,7 @@ def test_search_derives_hand_set_parameters_and_picks_branches(monkeypatch):
     monkeypatch.setattr(search, "head_accuracy", lambda name, loader: accs)
     out = search.derive(loader=[])
     student = out["genotypes"]["student"]
-    rows = {r["branches"]: r for r in out["candidates"]["student"]}
+    rows = {r["branches"]: r for r in out["records"]["student"]["candidates"]}
     expected = select([rows["8+16"], rows["8+32"], rows["16+32"]], None, -0.07)
     assert student.meta["branches"] == expected["branches"]
     branch32 = student.structure["branches"][0]["cells"]

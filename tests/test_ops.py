@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from segnas.ops import OPS, FactorizedReduce, SlimBatchNorm2d, SlimConv2d, ZoomedConv, make_op
+from segnas.ops import CELL_OPS, OPS, FactorizedReduce, SlimBatchNorm2d, SlimConv2d, ZoomedConv, cell_op, make_op
 
 
 def test_slim_conv_full_width_is_plain_conv_and_slices_leading_channels():
@@ -67,3 +67,23 @@ def test_zoomed_conv_runs_at_half_resolution():
 def test_unknown_op_names_the_known_ones():
     with pytest.raises(KeyError, match="zoomed_conv"):
         make_op("sep_conv_9x9", 4, 4)
+
+
+@pytest.mark.parametrize("name", CELL_OPS)
+def test_cell_ops_keep_the_shape(name):
+    op = cell_op(name, 6)
+    x = torch.randn(2, 6, 13, 10)
+    assert op(x).shape == x.shape
+
+
+def test_cell_op_details():
+    atrous = cell_op("atrous_conv_5x5", 4)
+    conv = atrous[1]
+    assert conv.dilation == (2, 2) and conv.groups == 1 and conv.weight.shape == (4, 4, 5, 5)  # full, rate 2
+    sep = cell_op("sep_conv_3x3", 4)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in sep) == 2  # two rounds
+    avg = cell_op("avg_pool_3x3", 1)
+    out = avg(torch.ones(1, 1, 4, 4))
+    assert torch.allclose(out, torch.ones_like(out))  # the padding is not counted
+    with pytest.raises(KeyError):
+        cell_op("none", 4)

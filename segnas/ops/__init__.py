@@ -1,7 +1,9 @@
 """Operators shared by every search space, each implemented once.
 
 ``OPS`` maps an operator name to a factory ``(c_in, c_out, stride, widths) ->
-nn.Module``; a space lists the names it searches over.
+nn.Module`` (operators that resample and change widths, FasterSeg's);
+``cell_op(name, c)`` builds the shape-preserving operators of DARTS-style cells
+(``CELL_OPS``, Auto-DeepLab's). A space lists the names it searches over.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from collections.abc import Callable
 
 from torch import nn
 
+from .aspp import ASPP, upsample_to
+from .cellops import CELL_OPS, PARAMETER_FREE, AtrousConv, Pool, ReLUConvBN, SepConv, cell_op
 from .conv import Conv, Conv2x, ConvBNReLU, FactorizedReduce, Widths, ZoomedConv, conv_layer, norm_layer, set_width
 from .slimmable import SlimBatchNorm2d, SlimConv2d
 
@@ -34,6 +38,6 @@ def make_op(name: str, c_in: int, c_out: int, stride: int = 1, widths: Widths = 
 
 
 __all__ = [
-    "OPS", "Conv", "Conv2x", "ConvBNReLU", "FactorizedReduce", "SlimBatchNorm2d", "SlimConv2d",
+    "ASPP", "upsample_to", "CELL_OPS", "OPS", "PARAMETER_FREE", "AtrousConv", "Pool", "ReLUConvBN", "SepConv", "cell_op", "Conv", "Conv2x", "ConvBNReLU", "FactorizedReduce", "SlimBatchNorm2d", "SlimConv2d",
     "ZoomedConv", "conv_layer", "make_op", "norm_layer", "set_width",
 ]

@@ -24,6 +24,15 @@ def _figure():
     return plt
 
 
+def _save(plt, fig, path: str | Path) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def draw_fasterseg(genotype: Genotype, path: str | Path) -> Path:
     """Each branch as a path over (cell, scale) like the paper's Figure 6, operators as markers, chi as labels."""
     plt = _figure()
@@ -54,15 +63,58 @@ def draw_fasterseg(genotype: Genotype, path: str | Path) -> Path:
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=5, fontsize=7, frameon=False)
     ax.set_title(f"{genotype.name or genotype.space}  [{genotype.archid}]  (numbers: expansion ratio chi)",
                  fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
-DRAWERS = {"fasterseg": draw_fasterseg}
+def draw_autodeeplab(genotype: Genotype, path: str | Path) -> Path:
+    """The path in the L-layer trellis (paper Fig. 1/3 style) next to the cell as a graph of its blocks."""
+    plt = _figure()
+    structure = genotype.structure
+    layers, cell = structure["path"], structure["cell"]
+    n = len(layers)
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(max(7.0, 0.55 * n + 3) + 6, 3.8),
+                                 gridspec_kw={"width_ratios": [max(7.0, 0.55 * n + 3), 6]})
+    for layer in range(n):  # every node of the trellis the path could visit
+        for j in range(min(4, layer + 2)):
+            ax.scatter(layer + 1, j, s=60, c="#d9d9d9", edgecolors="0.5", linewidths=0.5, zorder=1)
+    ax.scatter(0, 0, s=60, c="0.5", zorder=2)
+    xs, ys = list(range(n + 1)), [0] + list(layers)
+    ax.plot(xs, ys, "-", color="#1f77b4", lw=2.5, zorder=2)
+    ax.scatter(xs[1:], ys[1:], s=70, c="#1f77b4", edgecolors="black", linewidths=0.5, zorder=3)
+    ax.set_yticks([0, 1, 2, 3], ["1/4", "1/8", "1/16", "1/32"])
+    ax.set_xticks(xs, ["stem"] + [str(i + 1) for i in range(n)], fontsize=7)
+    ax.set_ylim(3.5, -0.5)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("downsample")
+    ax.set_title(f"{genotype.name or genotype.space}  [{genotype.archid}]", fontsize=9)
+
+    nb = len(cell)
+    pos = {0: (0.0, 0.75), 1: (0.0, 0.25)}
+    for k in range(nb):
+        pos[k + 2] = (1.0 + k, 0.15 + 0.7 * (k % 2))
+    out = (nb + 1.0, 0.5)
+    for k, block in enumerate(cell):
+        for i, op in zip(block["inputs"], block["ops"]):
+            (x0, y0), (x1, y1) = pos[i], pos[k + 2]
+            bx.annotate("", (x1, y1), (x0, y0), arrowprops={"arrowstyle": "->", "color": "0.4",
+                                                           "connectionstyle": "arc3,rad=0.15"})
+            bx.text((x0 + x1) / 2, (y0 + y1) / 2, op.replace("_conv", "").replace("_", " "), fontsize=6,
+                    ha="center", va="center", bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none"})
+        bx.annotate("", out, pos[k + 2], arrowprops={"arrowstyle": "->", "color": "#9ecae1", "lw": 0.8})
+    for i, (x, y) in pos.items():
+        label = "h(l-1)" if i == 0 else "h(l-2)" if i == 1 else f"b{i - 2}"
+        bx.scatter(x, y, s=500, c="#fdd49e" if i < 2 else "#c6dbef", edgecolors="black", linewidths=0.5, zorder=3)
+        bx.text(x, y, label, fontsize=7, ha="center", va="center", zorder=4)
+    bx.scatter(*out, s=500, c="#a1d99b", edgecolors="black", linewidths=0.5, zorder=3)
+    bx.text(*out, "concat", fontsize=7, ha="center", va="center", zorder=4)
+    bx.set_xlim(-0.6, nb + 1.6)
+    bx.set_ylim(-0.1, 1.1)
+    bx.axis("off")
+    bx.set_title("cell (h(l): concat of the blocks)", fontsize=9)
+    return _save(plt, fig, path)
+
+
+DRAWERS = {"fasterseg": draw_fasterseg, "autodeeplab": draw_autodeeplab}
 
 
 def draw_genotype(genotype: Genotype, path: str | Path) -> Path:

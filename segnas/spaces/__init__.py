@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from ..errors import GenotypeError
 from .base import SearchSpace
+from .autodeeplab import AutoDeepLabSpace
 from .fasterseg import FasterSegSpace
 
-SPACES: dict[str, SearchSpace] = {space.name: space for space in (FasterSegSpace(),)}
+SPACES: dict[str, SearchSpace] = {space.name: space for space in (FasterSegSpace(), AutoDeepLabSpace())}
 
 
 def get_space(name: str, source: str = "space") -> SearchSpace:
@@ -18,4 +19,4 @@ def get_space(name: str, source: str = "space") -> SearchSpace:
                             f"{', '.join(sorted(SPACES))}") from None
 
 
-__all__ = ["SPACES", "SearchSpace", "get_space", "FasterSegSpace"]
+__all__ = ["SPACES", "SearchSpace", "get_space", "AutoDeepLabSpace", "FasterSegSpace"]

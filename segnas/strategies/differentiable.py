@@ -4,7 +4,9 @@ Weights are updated on trainA with SGD, architecture parameters on trainB
 with Adam (two optimisers, two parameter groups), alternating step by step
 after ``pretrain_epochs`` of weight-only training (DARTS first order, as
 FasterSeg and Auto-DeepLab use). The space supplies a *problem* object with
-the losses and the decoding; this module owns the loop, the data halves, the
+the losses and the decoding (``derive`` returns the genotypes, a record and a
+progress line per architecture); this module owns the loop, the learning-rate
+schedule (exponential per epoch or cosine per step), the data halves, the
 checkpoints and resuming.
 
 Resumable: the learning rate is a function of the epoch, the data order of
@@ -127,7 +129,7 @@ def run_search(method: str, make_problem, cfg: RunConfig, out: str | Path, resum
             return {**json.loads((run / "result.json").read_text()), "already_complete": True}
     log = MetricsLog(run / "metrics.jsonl", resume_step=state.step)
     writer = _tensorboard(run / "tb", purge_step=state.step + 1)
-    select_loader = DataLoader(data.select, batch_size=1, shuffle=False)
+    select_loader = DataLoader(data.select, batch_size=1, shuffle=False) if len(data.select) else None
 
     def checkpoint() -> None:
         atomic_save({"search": problem.state_dict(), "opt_w": opt_w.state_dict(), "opt_a": opt_a.state_dict(),
@@ -144,7 +146,7 @@ def run_search(method: str, make_problem, cfg: RunConfig, out: str | Path, resum
             while state.epochs_done < n_epochs:
                 epoch = state.epochs_done
                 searching = epoch >= sc.pretrain_epochs
-                lr = sc.lr * sc.lr_decay ** epoch
+                lr = search_lr(sc, epoch, state.step, total)
                 for group in opt_w.param_groups:
                     group["lr"] = lr
                 start = state.step - epoch * steps_per_epoch
@@ -153,6 +155,10 @@ def run_search(method: str, make_problem, cfg: RunConfig, out: str | Path, resum
                     loader_b = train_loader(data.train_b, sc.batch_size, cfg.seed + 1, epoch, start,
                                             cfg.data.num_workers)
                     for (img_a, mask_a), (img_b, mask_b) in zip(loader_a, loader_b):
+                        if sc.lr_schedule == "cosine":
+                            lr = search_lr(sc, epoch, state.step, total)
+                            for group in opt_w.param_groups:
+                                group["lr"] = lr
                         opt_w.zero_grad(set_to_none=True)
                         logs = problem.weight_backward(img_a.to(device), mask_a.to(device), pretrain=not searching)
                         if sc.grad_clip:
@@ -181,7 +187,7 @@ def run_search(method: str, make_problem, cfg: RunConfig, out: str | Path, resum
                         if state.step - epoch * steps_per_epoch >= steps_per_epoch:
                             break
                 decoded = problem.derive(select_loader)
-                record = _epoch_record(epoch, searching, decoded, problem)
+                record = _epoch_record(epoch, searching, decoded["records"], problem)
                 adapt = getattr(problem, "adapt_lambda", None)
                 if adapt is not None and searching and "student" in record["architectures"]:
                     adapt(record["architectures"]["student"]["latency_ms"])
@@ -191,10 +197,11 @@ def run_search(method: str, make_problem, cfg: RunConfig, out: str | Path, resum
                 history.append(record)
                 log.write({"step": state.step, **record})
                 for name, r in record["architectures"].items():
-                    writer.add_scalar(f"{name}/estimated_latency_ms", r["latency_ms"], state.step)
-                    writer.add_scalar(f"{name}/search_miou", r["miou"], state.step)
+                    for key, value in r.items():
+                        if isinstance(value, (int, float)) and not isinstance(value, bool):
+                            writer.add_scalar(f"{name}/{key}", value, state.step)
                 if progress:
-                    tqdm.write(_epoch_line(record, n_epochs))
+                    tqdm.write(_epoch_line(record, decoded["lines"], n_epochs))
                 state.epochs_done += 1
                 checkpoint()
                 saved_step = state.step
@@ -202,6 +209,9 @@ def run_search(method: str, make_problem, cfg: RunConfig, out: str | Path, resum
         bar.close()
         writer.close()
     final = decoded_final(run, history)
+    drawings = getattr(problem, "drawings", None)
+    if drawings is not None and history:
+        drawings({name: load_genotype(run / f"{name}.json") for name in history[-1]["architectures"]}, run)
     result = {"run_dir": str(run), "method": method, "epochs": n_epochs, "steps": state.step,
               "wall_s": time.perf_counter() - t_start, "num_classes": data.num_classes,
               "final": history[-1] if history else None, "config": to_dict(cfg), **final}
@@ -209,31 +219,32 @@ def run_search(method: str, make_problem, cfg: RunConfig, out: str | Path, resum
     return result
 
 
-def _epoch_record(epoch: int, searching: bool, decoded: dict[str, Any], problem) -> dict[str, Any]:
-    archs = {}
-    for name, g in decoded["genotypes"].items():
-        archs[name] = {"archid": g.archid, "branches": g.meta.get("branches"),
-                       "latency_ms": g.meta.get("estimated_latency_ms"), "miou": g.meta.get("search_miou"),
-                       "candidates": decoded["candidates"].get(name)}
+def search_lr(sc, epoch: int, step: int, total: int) -> float:
+    """Weight learning rate: ``lr * lr_decay^epoch`` (exp) or cosine from ``lr`` to ``lr_min`` over all steps."""
+    if sc.lr_schedule == "cosine":
+        return sc.lr_min + 0.5 * (sc.lr - sc.lr_min) * (1.0 + math.cos(math.pi * step / max(total, 1)))
+    return sc.lr * sc.lr_decay ** epoch
+
+
+def _epoch_record(epoch: int, searching: bool, records: dict[str, dict[str, Any]], problem) -> dict[str, Any]:
     record: dict[str, Any] = {"epoch": epoch, "phase": "search" if searching else "pretrain",
-                              "architectures": archs}
+                              "architectures": {name: dict(r) for name, r in records.items()}}
     if hasattr(problem, "latency_lambda"):
         record["latency_lambda"] = problem.latency_lambda
     return record
 
 
-def _epoch_line(record: dict[str, Any], n_epochs: int) -> str:
+def _epoch_line(record: dict[str, Any], lines: dict[str, str], n_epochs: int) -> str:
     parts = [f"epoch {record['epoch'] + 1}/{n_epochs} [{record['phase']}]"]
     for name, r in record["architectures"].items():
-        parts.append(f"{name}: branches 1/{r['branches'].replace('+', ',1/')} est. {r['latency_ms']:.2f} ms "
-                     f"mIoU(trainB) {100 * r['miou']:.1f} ({r['archid'][:8]})")
+        parts.append(f"{name} {r['archid'][:8]}: {lines.get(name, '')}")
     if "latency_lambda" in record:
         parts.append(f"lambda {record['latency_lambda']:.3g}")
     return " | ".join(parts)
 
 
 def decoded_final(run: Path, history: list[dict[str, Any]]) -> dict[str, Any]:
-    """Copy the last epoch's genotypes to ``<name>.json`` (the student also to ``genotype.json``)."""
+    """Copy the last epoch's genotypes to ``<name>.json``; ``genotype.json`` is the student's where there is one."""
     if not history:
         return {}
     epoch = history[-1]["epoch"]

@@ -17,12 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...ops import ConvBNReLU, make_op
-
-
-def upsample_to(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
-    """Bilinear resize to ``size`` (align_corners=True, as the FasterSeg head was trained)."""
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
+from ...ops import ConvBNReLU, make_op, upsample_to
 
 
 class SegHead(nn.Module):

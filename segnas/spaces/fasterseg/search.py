@@ -41,6 +41,12 @@ class FasterSegSearch:
         self.space.check_structure({"branches": [{"cells": [{"op": self.args["ops"][-1], "scale": 8,
                                                             "chi": self.args["chis"][0]}]}]},
                                    self.args, "search.space_args")
+        if cfg.select_images < 1:
+            raise ConfigError("search.select_images: FasterSeg scores its branch candidates on trainB images; "
+                              "set it to 1 or more")
+        if cfg.genotype_args:
+            raise ConfigError("search.genotype_args: FasterSeg searches the widths of its networks; "
+                              "leave it empty")
         if "skip" in self.args["ops"] and len(self.args["ops"]) == 1:
             raise ConfigError("search.space_args.ops: 'skip' alone cannot be derived; add real operators")
         self.cfg, self.num_classes, self.ignore_index = cfg, num_classes, ignore_index
@@ -186,7 +192,7 @@ class FasterSegSearch:
         deployment size. The teacher is chosen by ACC alone.
         """
         cfg, nb = self.cfg, int(self.args["branches"])
-        out: dict[str, Any] = {"genotypes": {}, "candidates": {}}
+        out: dict[str, Any] = {"genotypes": {}, "records": {}, "lines": {}}
         for name in self.net.specs:
             branches = self.branches(name)
             acc = self.head_accuracy(name, loader) if loader is not None else {}
@@ -205,8 +211,12 @@ class FasterSegSearch:
                            "estimated_latency_ms": best["latency_ms"], "search_miou": best["miou"],
                            "deploy_size": list(cfg.deploy_size)})
             out["genotypes"][name] = g
-            out["candidates"][name] = [{k: v for k, v in r.items() if k not in ("genotype", "subset")}
-                                       for r in rows]
+            out["records"][name] = {
+                "archid": g.archid, "branches": best["branches"], "latency_ms": best["latency_ms"],
+                "miou": best["miou"],
+                "candidates": [{k: v for k, v in r.items() if k not in ("genotype", "subset")} for r in rows]}
+            out["lines"][name] = (f"branches 1/{best['branches'].replace('+', ',1/')} est. {best['latency_ms']:.2f} ms "
+                                  f"mIoU(trainB) {100 * best['miou']:.1f}")
         return out
 
     def adapt_lambda(self, student_latency: float) -> None:

@@ -1,0 +1,150 @@
+"""Auto-DeepLab's hierarchical space (Liu et al., CVPR 2019): a cell and a path through the scale trellis.
+
+Structure of a genotype::
+
+    {"path": [0, 0, 0, 1, 2, 1, 2, 2, 3, 3, 2, 1],
+     "cell": [{"inputs": [1, 0], "ops": ["atrous_conv_5x5", "sep_conv_3x3"]}, ...]}
+
+``path[l]`` is layer l's scale index (0 = 1/4, 1 = 1/8, 2 = 1/16, 3 = 1/32):
+the first layer is at 1/4 or 1/8 and each layer keeps, halves or doubles the
+previous one's resolution. The cell has ``blocks`` blocks; block k adds two
+operators applied to two distinct earlier states (0 = h_{l-1}, 1 = h_{l-2},
+k' + 2 = block k' < k). ``none`` may be searched over but never appears in a
+genotype. ``filter_multiplier`` is the paper's F (8 in the search, 20/32/48 for
+Auto-DeepLab-S/M/L).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from ...errors import GenotypeError
+from ...genotype import Genotype
+from ...ops import CELL_OPS
+from ..base import SearchSpace
+from .network import SCALES, AutoDeepLabNet
+
+OPS = list(CELL_OPS) + ["none"]
+
+
+def _positive_int(value: object) -> bool:
+    return type(value) is int and value > 0
+
+
+def path_counts(layers: int, n_scales: int = len(SCALES)) -> np.ndarray:
+    """counts[l, j]: number of valid path endings from node (l, j) to the last layer (for uniform sampling)."""
+    counts = np.zeros((layers, n_scales), dtype=object)  # exact integers: 3^L overflows int64 for large L
+    counts[-1, :] = 1
+    for layer in range(layers - 2, -1, -1):
+        for j in range(n_scales):
+            counts[layer, j] = sum(counts[layer + 1, k] for k in (j - 1, j, j + 1) if 0 <= k < n_scales)
+    for layer in range(layers):  # unreachable nodes: scale index j needs j - 1 earlier layers
+        counts[layer, layer + 2:] = 0
+    return counts
+
+
+class AutoDeepLabSpace(SearchSpace):
+    """A shared cell over an L-layer path through scales 1/4 .. 1/32, with ASPP and a DeepLabv3+ decoder."""
+
+    name = "autodeeplab"
+    version = 1
+
+    def default_args(self) -> dict[str, Any]:
+        return {"layers": 12, "blocks": 5, "filter_multiplier": 20, "ops": list(OPS), "stem": [64, 64, 128],
+                "aspp_channels": 256, "decoder_channels": 256, "low_level_channels": 48}
+
+    def check_args(self, args: dict[str, Any], source: str) -> None:
+        """Raise GenotypeError naming the bad ``space_args`` field."""
+        for key in ("layers", "blocks", "filter_multiplier", "aspp_channels", "decoder_channels",
+                    "low_level_channels"):
+            if not _positive_int(args[key]):
+                raise GenotypeError(f"{source}: field 'space_args.{key}' must be a positive integer")
+        ops = args["ops"]
+        if not isinstance(ops, list) or not ops or any(op not in OPS for op in ops) or len(set(ops)) != len(ops):
+            raise GenotypeError(f"{source}: field 'space_args.ops' must be a list of distinct names from {OPS}")
+        if not [op for op in ops if op != "none"]:
+            raise GenotypeError(f"{source}: field 'space_args.ops' needs an operator besides 'none'")
+        stem = args["stem"]
+        if not isinstance(stem, list) or len(stem) != 3 or not all(map(_positive_int, stem)):
+            raise GenotypeError(f"{source}: field 'space_args.stem' must be three positive integers "
+                                "(channels of the three stem convolutions)")
+
+    def check_structure(self, structure: dict[str, Any], args: dict[str, Any], source: str) -> None:
+        self.check_args(args, source)
+        path, cell = structure.get("path"), structure.get("cell")
+        if set(structure) != {"path", "cell"}:
+            raise GenotypeError(f"{source}: field 'structure' must have exactly the keys 'path' and 'cell'")
+        if not isinstance(path, list) or len(path) != args["layers"]:
+            raise GenotypeError(f"{source}: field 'structure.path' must list one scale index per layer "
+                                f"({args['layers']} = space_args.layers)")
+        prev = 0  # the stem ends at 1/4
+        for i, j in enumerate(path):
+            if type(j) is not int or not 0 <= j < len(SCALES) or abs(j - prev) > 1:
+                raise GenotypeError(f"{source}: field 'structure.path[{i}]' is {j!r}; after scale index {prev} "
+                                    f"it must be one of {[k for k in (prev - 1, prev, prev + 1) if 0 <= k < 4]} "
+                                    "(0 = 1/4 .. 3 = 1/32; one step per layer, the stem ends at 1/4)")
+            prev = j
+        if not isinstance(cell, list) or len(cell) != args["blocks"]:
+            raise GenotypeError(f"{source}: field 'structure.cell' must list {args['blocks']} blocks "
+                                "(space_args.blocks)")
+        allowed = [op for op in args["ops"] if op != "none"]
+        for k, block in enumerate(cell):
+            at = f"structure.cell[{k}]"
+            if not isinstance(block, dict) or set(block) != {"inputs", "ops"}:
+                raise GenotypeError(f"{source}: field '{at}' must be an object with keys inputs, ops")
+            inputs, ops = block["inputs"], block["ops"]
+            if (not isinstance(inputs, list) or len(inputs) != 2 or any(type(i) is not int for i in inputs)
+                    or not all(0 <= i < k + 2 for i in inputs) or inputs[0] == inputs[1]):
+                raise GenotypeError(f"{source}: field '{at}.inputs' is {inputs!r}; block {k} takes two distinct "
+                                    f"states from 0..{k + 1} (0 = h_(l-1), 1 = h_(l-2), i + 2 = block i)")
+            if not isinstance(ops, list) or len(ops) != 2 or any(op not in allowed for op in ops):
+                raise GenotypeError(f"{source}: field '{at}.ops' is {ops!r}; two operators from {allowed}")
+
+    def encode(self, structure: dict[str, Any], args: dict[str, Any]) -> list[int]:
+        out = list(structure["path"])
+        for block in structure["cell"]:
+            for i, op in zip(block["inputs"], block["ops"]):
+                out += [i, args["ops"].index(op)]
+        return out
+
+    def build(self, genotype: Genotype, num_classes: int, aux: bool = True) -> nn.Module:
+        self.validate(genotype)
+        a = self.resolve_args(genotype.space_args)
+        s = genotype.structure
+        return AutoDeepLabNet(s["path"], s["cell"], num_classes, a["filter_multiplier"], a["stem"],
+                              a["aspp_channels"], a["decoder_channels"], a["low_level_channels"])
+
+    def sample(self, rng: np.random.Generator, args: dict[str, Any] | None = None) -> Genotype:
+        """A path drawn uniformly over all valid paths and a cell with uniform inputs and operators."""
+        args = self.resolve_args(args)
+        self.check_args(args, "space_args")
+        counts = path_counts(args["layers"])
+        path, prev = [], 0
+        for layer in range(args["layers"]):
+            options = [j for j in (prev - 1, prev, prev + 1) if 0 <= j < len(SCALES)]
+            weights = np.array([float(counts[layer, j]) for j in options])
+            prev = int(options[rng.choice(len(options), p=weights / weights.sum())])
+            path.append(prev)
+        ops = [op for op in args["ops"] if op != "none"]
+        cell = []
+        for k in range(args["blocks"]):
+            inputs = rng.choice(k + 2, size=2, replace=False).tolist()
+            cell.append({"inputs": [int(i) for i in inputs], "ops": [str(rng.choice(ops)) for _ in range(2)]})
+        return self.make_genotype({"path": path, "cell": cell}, args, meta={"source": "random sample"})
+
+    def describe(self, genotype: Genotype) -> str:
+        s, a = genotype.structure, self.resolve_args(genotype.space_args)
+        names = ["h(l-1)", "h(l-2)"] + [f"block {k}" for k in range(len(s["cell"]))]
+        lines = [f"path ({len(s['path'])} layers, F = {a['filter_multiplier']}): "
+                 + " ".join(f"1/{SCALES[j]}" for j in s["path"]),
+                 f"cell ({len(s['cell'])} blocks, output = concat of all blocks):"]
+        for k, block in enumerate(s["cell"]):
+            terms = " + ".join(f"{op}({names[i]})" for i, op in zip(block["inputs"], block["ops"]))
+            lines.append(f"  block {k} = {terms}")
+        return "\n".join(lines)
+
+
+__all__ = ["AutoDeepLabSpace", "AutoDeepLabNet", "OPS", "SCALES", "path_counts"]

@@ -1,0 +1,197 @@
+"""Auto-DeepLab's supernet: every cell of the L-layer trellis, mixed operators, alpha and beta (paper Sec. 4.1).
+
+Node (l, j) is layer l at scale index j (0 = 1/4 .. 3 = 1/32); it exists when
+j <= l + 1 (the stem ends at 1/4, each layer moves one scale at most). Its
+output is Eq. (6): the beta-weighted sum of one cell per incoming transition
+(from j-1 down, from j, from j+1 up), each cell with its own weights and the
+transition of the paper (stride-2 3x3 conv / 1x1 conv / bilinear up + 1x1
+conv); h_{l-2} is the same scale at layer l-2 (the closest existing scale
+while that node does not exist; the stem for l < 2), resized and reduced by
+a 1x1 conv once per node and shared by the node's cells.
+
+alpha (one row per cell edge, one column per operator) is shared by every
+cell; beta[l, j] holds the outgoing logits (down, same, up) of the node
+(l-1, j) (for l = 0: the stem), a softmax over the valid ones (Eq. 7).
+A mixed edge sums its weighted operators one by one (``none`` is left out),
+so no stacked copy of all operator outputs is kept.
+At layer L each scale has the simplified ASPP (1x1, one 3x3 at rate 96/s,
+image pooling; B * F * s / 4 filters per branch) and a classifier; the
+upsampled logits are summed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...ops import ASPP, cell_op, upsample_to
+from .network import DIRECTIONS, SCALES, Resample1x1, block_channels, make_stem, scale_sizes, transition
+
+N_SCALES = len(SCALES)
+
+
+def node_exists(layer: int, j: int) -> bool:
+    """Whether scale index ``j`` is reachable at ``layer`` (layer -1 is the stem, at 1/4 only)."""
+    return 0 <= j < N_SCALES and j <= layer + 1
+
+
+def source_of(direction: int, j: int) -> int:
+    """Scale index a transition ``direction`` (0 down, 1 same, 2 up) into scale ``j`` comes from."""
+    return j - 1 + direction
+
+
+def beta_mask(layers: int) -> torch.Tensor:
+    """valid[l, js, d]: node (l-1, js) exists and its move in direction d lands on an existing node of layer l."""
+    valid = torch.zeros(layers, N_SCALES, 3, dtype=torch.bool)
+    for layer in range(layers):
+        for js in range(N_SCALES):
+            if not node_exists(layer - 1, js) or (layer == 0 and js != 0):
+                continue
+            for d, target in enumerate((js + 1, js, js - 1)):
+                valid[layer, js, d] = node_exists(layer, target)
+    return valid
+
+
+def cell_edges(blocks: int) -> list[tuple[int, int]]:
+    """(block, input state) of every edge, block by block: block k has k + 2 inputs."""
+    return [(k, i) for k in range(blocks) for i in range(k + 2)]
+
+
+class MixedEdge(nn.Module):
+    """sum_k w_k * op_k(x) over the operators other than ``none``."""
+
+    def __init__(self, ops: Sequence[str], c: int) -> None:
+        super().__init__()
+        self.index = [k for k, op in enumerate(ops) if op != "none"]
+        self.ops = nn.ModuleList(cell_op(ops[k], c) for k in self.index)
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        out = None
+        for k, op in zip(self.index, self.ops):
+            y = weights[k] * op(x)
+            out = y if out is None else out + y
+        return out
+
+
+class MixedCell(nn.Module):
+    """A cell with every edge mixed: block k = sum over states i < k + 2 of MixedEdge(state i)."""
+
+    def __init__(self, ops: Sequence[str], blocks: int, c: int) -> None:
+        super().__init__()
+        self.edges = nn.ModuleList(MixedEdge(ops, c) for _ in cell_edges(blocks))
+        self.blocks = blocks
+
+    def forward(self, h1: torch.Tensor, h2: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        states, e = [h1, h2], 0
+        for k in range(self.blocks):
+            out = None
+            for i in range(k + 2):
+                y = self.edges[e](states[i], weights[e])
+                out = y if out is None else out + y
+                e += 1
+            states.append(out)
+        return torch.cat(states[2:], 1)
+
+
+class Node(nn.Module):
+    """Node (l, j): a (transition, mixed cell) pair per incoming direction and the shared h_{l-2} reduction."""
+
+    def __init__(self, directions: dict[int, int], c_prev2: int, ops: Sequence[str], blocks: int, c: int) -> None:
+        super().__init__()
+        self.reduce = Resample1x1(c_prev2, c)
+        self.transitions = nn.ModuleDict({DIRECTIONS[d]: transition(DIRECTIONS[d], c_in, c)
+                                          for d, c_in in directions.items()})
+        self.cells = nn.ModuleDict({DIRECTIONS[d]: MixedCell(ops, blocks, c) for d in directions})
+
+
+class AutoDeepLabSupernet(nn.Module):
+    """The continuous relaxation of the whole hierarchical space (weights and ``arch`` = alpha, beta)."""
+
+    def __init__(self, args: dict[str, Any], num_classes: int) -> None:
+        super().__init__()
+        self.layers, self.blocks = int(args["layers"]), int(args["blocks"])
+        self.ops = list(args["ops"])
+        f, nb, stem = int(args["filter_multiplier"]), self.blocks, list(args["stem"])
+        self.stem = make_stem(stem)
+        out_c = {(-2, -1): stem[1], (-1, 0): stem[2]}  # (layer, scale index) -> channels
+        self.nodes = nn.ModuleDict()
+        for layer in range(self.layers):
+            for j in range(N_SCALES):
+                if not node_exists(layer, j):
+                    continue
+                c = block_channels(f, j)
+                directions = {d: out_c[(layer - 1, source_of(d, j))] for d in range(3)
+                              if (layer - 1, source_of(d, j)) in out_c}
+                self.nodes[f"{layer}_{j}"] = Node(directions, out_c[self.prev2(layer, j)], self.ops, nb, c)
+                out_c[(layer, j)] = nb * c
+        last = self.layers - 1
+        self.heads = nn.ModuleDict()
+        for j in range(N_SCALES):
+            if node_exists(last, j):
+                c = nb * block_channels(f, j)
+                self.heads[str(j)] = nn.Sequential(ASPP(c, c, [96 // SCALES[j]]), nn.Conv2d(c, num_classes, 1))
+        n_edges = len(cell_edges(nb))
+        self.arch = nn.ParameterDict({
+            "alpha": nn.Parameter(1e-3 * torch.randn(n_edges, len(self.ops))),
+            "beta": nn.Parameter(1e-3 * torch.randn(self.layers, N_SCALES, 3)),
+        })
+        self.register_buffer("valid", beta_mask(self.layers), persistent=False)
+
+    @staticmethod
+    def prev2(layer: int, j: int) -> tuple[int, int]:
+        """(layer, scale index) feeding h_{l-2} of node (layer, j)."""
+        if layer == 0:
+            return (-2, -1)
+        if layer == 1:
+            return (-1, 0)
+        return (layer - 2, min(j, layer - 1))
+
+    # -- parameter groups -----------------------------------------------------------
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return list(self.arch.values())
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        arch = {id(p) for p in self.arch.values()}
+        return [p for p in self.parameters() if id(p) not in arch]
+
+    # -- architecture weights ---------------------------------------------------------
+    def alpha_weights(self) -> torch.Tensor:
+        return F.softmax(self.arch["alpha"], dim=-1)
+
+    def beta_weights(self) -> torch.Tensor:
+        """Outgoing transition probabilities; invalid moves are exactly 0."""
+        logits = self.arch["beta"].masked_fill(~self.valid, float("-inf"))
+        probs = F.softmax(logits, dim=-1)
+        return torch.nan_to_num(probs, nan=0.0)  # rows of non-existing nodes are all -inf
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        mid = self.stem[1](self.stem[0](x))
+        stem = self.stem[2](mid)
+        sizes = scale_sizes(stem.shape[-2:])
+        alpha, beta = self.alpha_weights(), self.beta_weights()
+        out: dict[tuple[int, int], torch.Tensor] = {(-2, -1): mid, (-1, 0): stem}
+        for layer in range(self.layers):
+            for j in range(N_SCALES):
+                if not node_exists(layer, j):
+                    continue
+                node = self.nodes[f"{layer}_{j}"]
+                h2 = node.reduce(out[self.prev2(layer, j)], sizes[j])
+                total = None
+                for name, trans in node.transitions.items():
+                    d = DIRECTIONS.index(name)
+                    js = source_of(d, j)
+                    y = beta[layer, js, d] * node.cells[name](trans(out[(layer - 1, js)], sizes[j]), h2, alpha)
+                    total = y if total is None else total + y
+                out[(layer, j)] = total
+            for key in [k for k in out if k[0] == layer - 2]:  # free what no later node reads
+                del out[key]
+        logits = None
+        for j, head in self.heads.items():
+            y = upsample_to(head(out[(self.layers - 1, int(j))]), size)
+            logits = y if logits is None else logits + y
+        return logits
