@@ -57,3 +57,16 @@ def camvid_root(arg: str | None) -> Path | None:
         print(f"CamVid not found at {root}; set SEGNAS_CAMVID or pass --root", file=sys.stderr)
         return None
     return root
+
+
+def resumable(run: Path, resume: bool) -> bool:
+    """Whether to continue ``run`` (``--resume`` and a checkpoint there); a folder the
+    benchmark left without any checkpoint is removed so the step starts afresh."""
+    import shutil
+
+    if not resume or not run.exists():
+        return False
+    if (run / "checkpoints" / "last.pt").is_file():
+        return True
+    shutil.rmtree(run)
+    return False

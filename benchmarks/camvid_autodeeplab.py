@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import camvid_root, machine, peak_rss_mb, write  # noqa: E402
+from _common import camvid_root, machine, peak_rss_mb, resumable, write  # noqa: E402
 from segnas import zoo  # noqa: E402
 from segnas.config import make_config  # noqa: E402
 from segnas.engine import retrain  # noqa: E402
@@ -41,6 +41,8 @@ def main() -> int:
     ap.add_argument("--root", default=None, help="CamVid folder (default: $SEGNAS_CAMVID or ../shared/data/camvid)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue a killed run in --out: finished steps are reused, a broken one resumes")
     ap.add_argument("--json", default=None)
     ap.add_argument("--search-set", action="append", default=[], help="extra --set for the search")
     ap.add_argument("--train-set", action="append", default=[], help="extra --set for both retrains")
@@ -53,7 +55,8 @@ def main() -> int:
     t0 = time.perf_counter()
     scfg = make_config("cpu", overrides=(QUICK_SEARCH if args.quick else []) + args.search_set, extra=data,
                        method_presets=SEARCH_PRESETS)
-    search = run_autodeeplab_search(scfg, out / "search", progress=True)
+    search = run_autodeeplab_search(scfg, out / "search", resume=resumable(out / "search", args.resume),
+                                   progress=True)
     search_s = time.perf_counter() - t0
     searched = load_genotype(out / "search" / "genotype.json")
     published = zoo.get("autodeeplab-s")
@@ -64,7 +67,7 @@ def main() -> int:
 
     def train(name, genotype):
         cfg = make_config("cpu", overrides=(QUICK_TRAIN if args.quick else []) + args.train_set, extra=data)
-        result = retrain(genotype, cfg, out / name, progress=True)
+        result = retrain(genotype, cfg, out / name, resume=resumable(out / name, args.resume), progress=True)
         net = space.build(genotype, search["num_classes"], aux=False)
         return {"archid": genotype.archid, "path": genotype.structure["path"], "val_miou": result["best_miou"],
                 "params": count_params(net), "gmacs_360x480": count_flops(net, (1, 3, *HW)) / 2e9,
@@ -73,8 +76,9 @@ def main() -> int:
 
     rows = {"searched": train("searched", searched), "zoo_autodeeplab_s": train("zoo_autodeeplab_s", published)}
     write({
-        "benchmark": "camvid_autodeeplab", "preset": "cpu", "quick": args.quick, "pretrained": False,
-        "search_s": search_s, "search_final": search["final"], "results": rows,
+        "benchmark": "camvid_autodeeplab", "preset": "cpu", "quick": args.quick,
+        "resumed": args.resume, "pretrained": False,
+        "search_s": search_s, "search_loop_s": search.get("wall_s"), "search_final": search["final"], "results": rows,
         "searched_minus_zoo_miou": rows["searched"]["val_miou"] - rows["zoo_autodeeplab_s"]["val_miou"],
         "wall_s": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb(), "machine": machine(),
     }, args.json)

@@ -9,6 +9,7 @@ on CamVid val. Target: searched >= median(random) + 3 mIoU.
 
     python benchmarks/camvid_search.py --out runs/bench_search [--json benchmarks/results/camvid_search_cpu.json]
     python benchmarks/camvid_search.py --quick     # pipeline check, under 5 minutes
+    python benchmarks/camvid_search.py --out runs/bench_search --resume   # continue a killed run
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from _common import camvid_root, machine, peak_rss_mb, write  # noqa: E402
+from _common import camvid_root, machine, peak_rss_mb, resumable, write  # noqa: E402
 from segnas import zoo  # noqa: E402
 from segnas.config import make_config  # noqa: E402
 from segnas.engine import retrain  # noqa: E402
@@ -58,6 +59,8 @@ def main() -> int:
     ap.add_argument("--out", default=None)
     ap.add_argument("--random", type=int, default=5, help="random students in the latency band")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue a killed run in --out: finished steps are reused, a broken one resumes")
     ap.add_argument("--json", default=None)
     ap.add_argument("--search-set", action="append", default=[], help="extra --set for the search")
     ap.add_argument("--train-set", action="append", default=[], help="extra --set for every retrain")
@@ -71,7 +74,8 @@ def main() -> int:
     t0 = time.perf_counter()
     scfg = make_config("cpu", overrides=(QUICK_SEARCH if args.quick else []) + args.search_set, extra=data,
                        method_presets=SEARCH_PRESETS)
-    search = run_fasterseg_search(scfg, out / "search", progress=True)
+    search = run_fasterseg_search(scfg, out / "search", resume=resumable(out / "search", args.resume),
+                                   progress=True)
     search_s = time.perf_counter() - t0
     hw, num_classes = tuple(scfg.search.deploy_size), search["num_classes"]
     table = LatencyTable.load(out / "search" / "latency_table.json")
@@ -85,7 +89,7 @@ def main() -> int:
                           extra=data)
         if teacher_run is not None:
             cfg.train.distill_teacher = str(teacher_run / "checkpoints" / "best.pt")
-        result = retrain(genotype, cfg, out / name, progress=True)
+        result = retrain(genotype, cfg, out / name, resume=resumable(out / name, args.resume), progress=True)
         net = space.build(genotype, num_classes, aux=False)
         measured = measure_latency(net, (1, 3, *hw), "cpu", warmup=2, repeats=5)["latency_ms"]
         est = estimate_latency(genotype, table, hw, num_classes) if genotype.space_args == student.space_args or \
@@ -101,7 +105,8 @@ def main() -> int:
     median = statistics.median(rand) if rand else None
     write({
         "benchmark": "camvid_search", "method": "fasterseg", "preset": "cpu", "quick": args.quick,
-        "pretrained": False, "deploy_size": list(hw), "search_s": search_s,
+        "resumed": args.resume,
+        "pretrained": False, "deploy_size": list(hw), "search_s": search_s, "search_loop_s": search.get("wall_s"),
         "search_final": search["final"], "results": rows, "random_found": len(randoms),
         "random_median_miou": median,
         "searched_minus_random_median": None if median is None else rows["student"]["val_miou"] - median,

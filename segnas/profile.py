@@ -54,10 +54,14 @@ def count_flops(net: nn.Module, input_size: tuple[int, ...]) -> int:
 @torch.no_grad()
 def measure_latency(net: nn.Module, input_size: tuple[int, ...] | list[tuple[int, ...]],
                     device: str | torch.device = "cpu", warmup: int = 3, repeats: int = 10,
-                    threads: int | None = None, channels_last: bool = False) -> dict[str, Any]:
+                    threads: int | None = None, channels_last: bool = False,
+                    flush_mb: float = 0.0) -> dict[str, Any]:
     """Median wall-clock latency (ms) of ``net`` in eval mode on ``device``.
 
     ``input_size`` is one shape, or a list of shapes for a module taking several inputs.
+    ``flush_mb`` > 0 overwrites a buffer of that size before every call (not timed), so the
+    module's weights and input come from the shared cache or memory, as they do when it runs
+    inside a network after other layers, not from the private caches a repeated call keeps hot.
     """
     device = torch.device(device)
     old_threads = torch.get_num_threads()
@@ -72,11 +76,15 @@ def measure_latency(net: nn.Module, input_size: tuple[int, ...] | list[tuple[int
               for shape in shapes]
         model = net.to(device, memory_format=memory_format)
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        scratch = torch.zeros(int(flush_mb * 2**18), device=device) if flush_mb > 0 else None
         for _ in range(warmup):
             model(*xs)
         sync()
         times = []
         for _ in range(repeats):
+            if scratch is not None:
+                scratch.add_(1.0)
+                sync()
             t0 = time.perf_counter()
             model(*xs)
             sync()
@@ -84,7 +92,7 @@ def measure_latency(net: nn.Module, input_size: tuple[int, ...] | list[tuple[int
         net.train(was_training)
         return {"latency_ms": statistics.median(times), "latency_min_ms": min(times),
                 "latency_repeats": repeats, "warmup": warmup, "threads": torch.get_num_threads(),
-                "device": str(device), "channels_last": channels_last}
+                "device": str(device), "channels_last": channels_last, "flush_mb": flush_mb}
     finally:
         torch.set_num_threads(old_threads)
 

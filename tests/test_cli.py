@@ -177,3 +177,19 @@ def test_latency_build_search_and_stale_table(capsys, tmp_path):
     code, out, err = run_cli(capsys, "search", "fasterseg", "--out", str(tmp_path / "s"), "--resume",
                              "--set", "search.epochs=5")
     assert_one_line_error(code, err, "--resume", "--set")
+
+
+def test_autodeeplab_search_cli_errors_are_one_line(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "search", "autodeeplab", "--preset", "tiny", "--quiet", "--deploy-size",
+                             "64x64", "--out", str(tmp_path / "a"))
+    assert_one_line_error(code, err, "--deploy-size", "no latency objective")
+    code, out, err = run_cli(capsys, "search", "autodeeplab", "--preset", "tiny", "--quiet",
+                             "--set", "search.space_args.ops=[none]", "--out", str(tmp_path / "b"))
+    assert_one_line_error(code, err, "search.space_args", "ops")
+    assert not (tmp_path / "b").exists()  # refused before the run folder is made
+    code, out, err = run_cli(capsys, "search", "fasterseg", "--preset", "tiny", "--quiet",
+                             "--set", "search.genotype_args.filter_multiplier=4", "--out", str(tmp_path / "c"))
+    assert_one_line_error(code, err, "search.genotype_args")
+    assert not (tmp_path / "c").exists()
+    code, out, err = run_cli(capsys, "zoo", "show", "autodeeplab-s")
+    assert code == 0 and "atrous_conv_5x5(h(l-2))" in out

@@ -44,3 +44,13 @@ def test_corrupt_table_is_one_clear_error(tmp_path):
     bad.write_text("[1, 2]")
     with pytest.raises(SegnasError, match="not a segnas latency table"):
         LatencyTable.load(bad)
+
+
+def test_tables_timed_the_old_way_are_refused(tmp_path, table):
+    path = table.save(tmp_path / "lut.json")
+    data = json.loads(path.read_text())
+    data["format"] = 1  # entries timed with hot caches
+    path.write_text(json.dumps(data))
+    with pytest.raises(SegnasError, match="format 1.*timed differently.*segnas latency build"):
+        LatencyTable.load(path, latency_environment("cpu"))
+

@@ -9,6 +9,9 @@ the backend, the thread count and the torch version, so a table records them
 and refuses to be used where any differs: a stale or foreign table would bias a
 search silently. A lookup that misses is an error naming the entry, never a
 silent measurement written somewhere (an authors' habit this avoids).
+Each entry is timed with the per-core caches flushed before every call: inside
+a network an operator's weights have been evicted by the layers before it, and
+timing it hot in isolation underestimates wide operators (benchmarks/lut_fidelity.py).
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from ..fileio import atomic_write_text
 from ..ops import make_op
 from ..profile import cpu_name, measure_latency
 
-TABLE_FORMAT = 1
+TABLE_FORMAT = 2  # 2: entries timed with the private caches flushed before each call
+FLUSH_MB = 8.0  # more than the per-core caches of common CPUs, less than their shared cache
 
 
 class LatencyMiss(SegnasError):
@@ -104,7 +108,7 @@ class LatencyTable:
         """Build the entry's module with ``probe``, time it, and record the median (ms)."""
         module, shapes = probe(key)
         result = measure_latency(module, shapes, device, warmup, repeats,
-                                 threads=self.environment["threads"])
+                                 threads=self.environment["threads"], flush_mb=FLUSH_MB)
         self.entries[key.id] = float(result["latency_ms"])
         return self.entries[key.id]
 
@@ -137,7 +141,8 @@ class LatencyTable:
         try:
             data = json.loads(path.read_text())
             if data.get("format") != TABLE_FORMAT:
-                raise ValueError(f"format {data.get('format')!r}")
+                raise ValueError(f"format {data.get('format')!r}; this segnas reads format {TABLE_FORMAT}, "
+                                 "whose entries are timed differently")
             table = cls(data["environment"], {k: float(v) for k, v in data["entries"].items()}, data.get("meta"))
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise SegnasError(f"{path}: not a segnas latency table ({e}); rebuild it with "

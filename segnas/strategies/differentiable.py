@@ -23,6 +23,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
@@ -83,12 +84,16 @@ class _State:
 
 def run_search(method: str, make_problem, cfg: RunConfig, out: str | Path, resume: bool = False,
                stop_after: int | None = None, progress: bool = True,
-               resume_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+               resume_overrides: dict[str, Any] | None = None,
+               check: Callable[[Any], Any] | None = None) -> dict[str, Any]:
     """Run (or resume) a search, writing genotypes per epoch and the final ones to ``out``.
 
-    ``make_problem(cfg, data, run, device)`` builds the space's problem.
+    ``make_problem(cfg, data, run, device)`` builds the space's problem; ``check(cfg.search)``
+    refuses a bad configuration before the run folder is created.
     ``stop_after`` ends the run after that many steps without saving, like a kill (tests).
     """
+    if check is not None and not resume:
+        check(cfg.search)
     run = prepare_run_dir(out, resume)
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt", required=("search",)) if resume else None
     if ckpt is not None:

@@ -33,21 +33,28 @@ class AutoDeepLabSearch:
 
     def __init__(self, cfg, num_classes: int, ignore_index: int, device: torch.device | str = "cpu") -> None:
         self.space = AutoDeepLabSpace()
-        try:
-            self.args = self.space.resolve_args(cfg.space_args)
-            self.space.check_args(self.args, "search.space_args")
-            self.genotype_args = self.space.resolve_args({**self.args, **cfg.genotype_args})
-            self.space.check_args(self.genotype_args, "search.genotype_args")
-        except GenotypeError as e:
-            raise ConfigError(str(e).replace("field 'space_args.", "field '")) from None
-        for key in ("layers", "blocks", "ops"):
-            if self.genotype_args[key] != self.args[key]:
-                raise ConfigError(f"search.genotype_args.{key}: the derived network must keep the searched "
-                                  f"{key}; change search.space_args.{key} instead")
+        self.args, self.genotype_args = self.check_config(cfg)
         self.cfg, self.num_classes, self.ignore_index = cfg, num_classes, ignore_index
         self.device = torch.device(device)
         self.net = AutoDeepLabSupernet(self.args, num_classes).to(self.device)
         self.criterion = CrossEntropy(ignore_index)
+
+    @staticmethod
+    def check_config(cfg) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(search space arguments, derived genotypes' arguments); a ConfigError naming the bad key."""
+        space = AutoDeepLabSpace()
+        try:
+            args = space.resolve_args(cfg.space_args)
+            space.check_args(args, "search.space_args")
+            genotype_args = space.resolve_args({**args, **cfg.genotype_args})
+            space.check_args(genotype_args, "search.genotype_args")
+        except GenotypeError as e:
+            raise ConfigError(str(e).replace("field 'space_args.", "field '")) from None
+        for key in ("layers", "blocks", "ops"):
+            if genotype_args[key] != args[key]:
+                raise ConfigError(f"search.genotype_args.{key}: the derived network must keep the searched "
+                                  f"{key}; change search.space_args.{key} instead")
+        return args, genotype_args
 
     def weight_parameters(self) -> list[torch.nn.Parameter]:
         return self.net.weight_parameters()
@@ -150,4 +157,5 @@ def run_autodeeplab_search(cfg, out: str | Path, resume: bool = False, stop_afte
     def make_problem(cfg, data, run, device):
         return AutoDeepLabSearch(cfg.search, data.num_classes, data.ignore_index, device)
 
-    return run_search("autodeeplab", make_problem, cfg, out, resume, stop_after, progress, resume_overrides)
+    return run_search("autodeeplab", make_problem, cfg, out, resume, stop_after, progress, resume_overrides,
+                      check=AutoDeepLabSearch.check_config)

@@ -37,18 +37,7 @@ class FasterSegSearch:
     def __init__(self, cfg: SearchConfig, num_classes: int, ignore_index: int, table: LatencyTable,
                  seed: int, device: torch.device | str = "cpu") -> None:
         self.space = FasterSegSpace()
-        self.args = self.space.resolve_args(cfg.space_args)
-        self.space.check_structure({"branches": [{"cells": [{"op": self.args["ops"][-1], "scale": 8,
-                                                            "chi": self.args["chis"][0]}]}]},
-                                   self.args, "search.space_args")
-        if cfg.select_images < 1:
-            raise ConfigError("search.select_images: FasterSeg scores its branch candidates on trainB images; "
-                              "set it to 1 or more")
-        if cfg.genotype_args:
-            raise ConfigError("search.genotype_args: FasterSeg searches the widths of its networks; "
-                              "leave it empty")
-        if "skip" in self.args["ops"] and len(self.args["ops"]) == 1:
-            raise ConfigError("search.space_args.ops: 'skip' alone cannot be derived; add real operators")
+        self.args = self.check_config(cfg)
         self.cfg, self.num_classes, self.ignore_index = cfg, num_classes, ignore_index
         self.device = torch.device(device)
         self.table = table
@@ -59,6 +48,23 @@ class FasterSegSearch:
         self.relaxed = RelaxedLatency(table, self.args, cfg.deploy_size, st["chis"], st["stem_chi"], st["head_chi"])
         self.criterion = OhemCrossEntropy(ignore_index, cfg.ohem_thresh, cfg.ohem_min_kept)
         self.last_arch_logs: dict[str, float] = {}
+
+    @staticmethod
+    def check_config(cfg: SearchConfig) -> dict[str, Any]:
+        """The resolved space arguments; a ConfigError naming the key for anything this search cannot use."""
+        space = FasterSegSpace()
+        args = space.resolve_args(cfg.space_args)
+        space.check_structure({"branches": [{"cells": [{"op": args["ops"][-1], "scale": 8,
+                                                       "chi": args["chis"][0]}]}]}, args, "search.space_args")
+        if cfg.select_images < 1:
+            raise ConfigError("search.select_images: FasterSeg scores its branch candidates on trainB images; "
+                              "set it to 1 or more")
+        if cfg.genotype_args:
+            raise ConfigError("search.genotype_args: FasterSeg searches the widths of its networks; "
+                              "leave it empty")
+        if "skip" in args["ops"] and len(args["ops"]) == 1:
+            raise ConfigError("search.space_args.ops: 'skip' alone cannot be derived; add real operators")
+        return args
 
     # -- what the strategy optimises ------------------------------------------
     def weight_parameters(self) -> list[torch.nn.Parameter]:
@@ -290,4 +296,5 @@ def run_fasterseg_search(cfg, out: str | Path, resume: bool = False, stop_after:
         table = fasterseg_table(cfg, data.num_classes, run, device, progress)
         return FasterSegSearch(cfg.search, data.num_classes, data.ignore_index, table, cfg.seed, device)
 
-    return run_search("fasterseg", make_problem, cfg, out, resume, stop_after, progress, resume_overrides)
+    return run_search("fasterseg", make_problem, cfg, out, resume, stop_after, progress, resume_overrides,
+                      check=FasterSegSearch.check_config)
