@@ -220,6 +220,10 @@ def test_tiny_search_writes_genotypes_and_drawings(tiny_search):
     g = load_genotype(out / "genotype.json")
     assert g.space == "autodeeplab" and g.space_args["filter_multiplier"] == 4  # genotype_args applied
     assert g.meta["search_space_args"]["filter_multiplier"] == 2
+    moves = g.meta["strongest_moves"]  # per node of layers 0..L-2: where its strongest beta leads
+    assert len(moves) == 4 and moves[0][2:] == [-1, -1] and all(abs(k - j) <= 1 for row in moves[:-1]
+                                                                 for j, k in enumerate(row) if k >= 0)
+    assert moves[-1] == [-1] * 4
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if "lr" in r]
     assert steps[0]["lr"] == pytest.approx(0.025) and steps[-1]["lr"] < steps[0]["lr"]  # cosine
@@ -247,3 +251,14 @@ def test_searched_genotype_retrains(tiny_search, tmp_path):
     cfg = make_config("tiny", overrides=["train.epochs=1"], extra={"data": {"dataset": "synthetic"}})
     result = retrain(g, cfg, tmp_path / "retrain", progress=False)
     assert result["archid"] == g.archid and 0 <= result["best_miou"] <= 1
+
+
+def test_mixed_edge_shares_the_relu_and_equals_the_weighted_sum():
+    from segnas.spaces.autodeeplab.supernet import MixedEdge
+
+    torch.manual_seed(0)
+    edge = MixedEdge(OPS, 4).eval()
+    x, w = torch.randn(2, 4, 9, 7), torch.softmax(torch.randn(len(OPS)), 0)
+    expected = sum(w[OPS.index(name)] * op(x) for name, op in zip([o for o in OPS if o != "none"], edge.ops))
+    assert sum(edge.pre_relu) == 4  # the four convolutions
+    assert torch.allclose(edge(x, w), expected, atol=1e-6)

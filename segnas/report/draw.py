@@ -78,6 +78,11 @@ def draw_autodeeplab(genotype: Genotype, path: str | Path) -> Path:
         for j in range(min(4, layer + 2)):
             ax.scatter(layer + 1, j, s=60, c="#d9d9d9", edgecolors="0.5", linewidths=0.5, zorder=1)
     ax.scatter(0, 0, s=60, c="0.5", zorder=2)
+    for layer, row in enumerate(genotype.meta.get("strongest_moves") or []):  # a search's result: Fig. 3 arrows
+        for j, k in enumerate(row):
+            if k >= 0 and layer + 1 < n:
+                ax.annotate("", (layer + 2, k), (layer + 1, j),
+                            arrowprops={"arrowstyle": "->", "color": "0.55", "linestyle": "--", "lw": 0.8})
     xs, ys = list(range(n + 1)), [0] + list(layers)
     ax.plot(xs, ys, "-", color="#1f77b4", lw=2.5, zorder=2)
     ax.scatter(xs[1:], ys[1:], s=70, c="#1f77b4", edgecolors="black", linewidths=0.5, zorder=3)

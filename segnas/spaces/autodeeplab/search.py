@@ -81,13 +81,23 @@ class AutoDeepLabSearch:
         return {"arch_loss": float(loss.detach())}
 
     # -- decoding ---------------------------------------------------------------------------
-    def decode(self) -> tuple[list[int], float, list[dict]]:
-        """(path, its log-probability, cell) from the current alpha and beta."""
+    def decode(self) -> tuple[list[int], float, list[dict], list[list[int]]]:
+        """(path, its log-probability, cell, strongest moves) from the current alpha and beta.
+
+        ``moves[l][j]`` is the scale index node (l, j)'s strongest outgoing beta leads to (-1 where
+        the node does not exist or is in the last layer): the paper's gray dashed arrows (Fig. 3).
+        """
         with torch.no_grad():
             probs = self.net.beta_weights().cpu().double().numpy()
             alpha = self.net.alpha_weights().cpu().double().numpy()
         path, logp = viterbi(probs)
-        return path, logp, decode_cell(alpha, self.args["ops"], self.args["blocks"])
+        moves = [[-1] * probs.shape[1] for _ in range(probs.shape[0])]
+        for layer in range(probs.shape[0] - 1):
+            for j in range(probs.shape[1]):
+                row = probs[layer + 1, j]
+                if row.sum() > 0:
+                    moves[layer][j] = j + 1 - int(row.argmax())  # direction 0 = down = j + 1
+        return path, logp, decode_cell(alpha, self.args["ops"], self.args["blocks"]), moves
 
     @torch.no_grad()
     def supernet_miou(self, loader: DataLoader) -> float:
@@ -101,11 +111,12 @@ class AutoDeepLabSearch:
         return float(cm.compute()["miou"])
 
     def derive(self, loader: DataLoader | None) -> dict[str, Any]:
-        path, logp, cell = self.decode()
+        path, logp, cell, moves = self.decode()
         miou = self.supernet_miou(loader) if loader is not None else None
         g = self.space.make_genotype({"path": path, "cell": cell}, self.genotype_args, name="autodeeplab-searched",
                                      meta={"source": "autodeeplab search", "path_log_prob": logp,
-                                           "search_miou": miou, "search_space_args": self.args})
+                                           "search_miou": miou, "search_space_args": self.args,
+                                           "strongest_moves": moves})
         record = {"archid": g.archid, "path": path, "path_log_prob": logp, "miou": miou}
         line = f"path {' '.join(str(SCALES[j]) for j in path)}"
         if miou is not None:

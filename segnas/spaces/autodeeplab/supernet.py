@@ -21,6 +21,7 @@ upsampled logits are summed.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,18 +62,31 @@ def cell_edges(blocks: int) -> list[tuple[int, int]]:
     return [(k, i) for k in range(blocks) for i in range(k + 2)]
 
 
+def _after_first(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """Run ``seq`` without its first layer."""
+    for layer in itertools.islice(seq, 1, None):
+        x = layer(x)
+    return x
+
+
 class MixedEdge(nn.Module):
-    """sum_k w_k * op_k(x) over the operators other than ``none``."""
+    """sum_k w_k * op_k(x) over the operators other than ``none``.
+
+    The convolutions all start with a ReLU of the same input: it is computed
+    once per edge and shared, not once per operator.
+    """
 
     def __init__(self, ops: Sequence[str], c: int) -> None:
         super().__init__()
         self.index = [k for k, op in enumerate(ops) if op != "none"]
         self.ops = nn.ModuleList(cell_op(ops[k], c) for k in self.index)
+        self.pre_relu = [isinstance(op, nn.Sequential) and isinstance(op[0], nn.ReLU) for op in self.ops]
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        relu = F.relu(x) if any(self.pre_relu) else None
         out = None
-        for k, op in zip(self.index, self.ops):
-            y = weights[k] * op(x)
+        for k, op, pre in zip(self.index, self.ops, self.pre_relu):
+            y = weights[k] * (_after_first(op, relu) if pre else op(x))
             out = y if out is None else out + y
         return out
 
