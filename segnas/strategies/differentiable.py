@@ -9,7 +9,7 @@ progress line per architecture); this module owns the loop, the learning-rate
 schedule (exponential per epoch or cosine per step), the data halves, the
 checkpoints and resuming.
 
-Resumable: the learning rate is a function of the epoch, the data order of
+Resumable: the learning rate is a function of the epoch and step, the data order of
 (seed, epoch), and every random width draw comes from the problem's own
 generator, saved in the checkpoint with everything else. A checkpoint is
 written after every epoch's decoding and when Ctrl-C stops the run between
@@ -22,8 +22,8 @@ import json
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -151,19 +151,15 @@ def run_search(method: str, make_problem, cfg: RunConfig, out: str | Path, resum
             while state.epochs_done < n_epochs:
                 epoch = state.epochs_done
                 searching = epoch >= sc.pretrain_epochs
-                lr = search_lr(sc, epoch, state.step, total)
-                for group in opt_w.param_groups:
-                    group["lr"] = lr
                 start = state.step - epoch * steps_per_epoch
                 if start < steps_per_epoch:
                     loader_a = train_loader(data.train_a, sc.batch_size, cfg.seed, epoch, start, cfg.data.num_workers)
                     loader_b = train_loader(data.train_b, sc.batch_size, cfg.seed + 1, epoch, start,
                                             cfg.data.num_workers)
                     for (img_a, mask_a), (img_b, mask_b) in zip(loader_a, loader_b):
-                        if sc.lr_schedule == "cosine":
-                            lr = search_lr(sc, epoch, state.step, total)
-                            for group in opt_w.param_groups:
-                                group["lr"] = lr
+                        lr = search_lr(sc, epoch, state.step, total)
+                        for group in opt_w.param_groups:
+                            group["lr"] = lr
                         opt_w.zero_grad(set_to_none=True)
                         logs = problem.weight_backward(img_a.to(device), mask_a.to(device), pretrain=not searching)
                         if sc.grad_clip:
