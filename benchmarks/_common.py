@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -9,8 +10,8 @@ import resource
 import statistics
 import sys
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -70,3 +71,15 @@ def resumable(run: Path, resume: bool) -> bool:
         return True
     shutil.rmtree(run)
     return False
+
+
+def camvid_search_args(ap: argparse.ArgumentParser) -> None:
+    """Options every CamVid search-and-retrain benchmark takes."""
+    ap.add_argument("--root", default=None, help="CamVid folder (default: $SEGNAS_CAMVID or ../shared/data/camvid)")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue a killed run in --out: finished steps are reused, a broken one resumes")
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--search-set", action="append", default=[], help="extra --set for the search")
+    ap.add_argument("--train-set", action="append", default=[], help="extra --set for every retrain")

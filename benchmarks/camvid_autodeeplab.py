@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import camvid_root, machine, peak_rss_mb, resumable, write  # noqa: E402
+from _common import camvid_root, camvid_search_args, machine, peak_rss_mb, resumable, write  # noqa: E402
 from segnas import zoo  # noqa: E402
 from segnas.config import make_config  # noqa: E402
 from segnas.engine import retrain  # noqa: E402
@@ -38,14 +38,7 @@ HW = (360, 480)
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--root", default=None, help="CamVid folder (default: $SEGNAS_CAMVID or ../shared/data/camvid)")
-    ap.add_argument("--out", default=None)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--resume", action="store_true",
-                    help="continue a killed run in --out: finished steps are reused, a broken one resumes")
-    ap.add_argument("--json", default=None)
-    ap.add_argument("--search-set", action="append", default=[], help="extra --set for the search")
-    ap.add_argument("--train-set", action="append", default=[], help="extra --set for both retrains")
+    camvid_search_args(ap)
     args = ap.parse_args()
     root = camvid_root(args.root)
     if root is None:
@@ -60,10 +53,10 @@ def main() -> int:
     search_s = time.perf_counter() - t0
     searched = load_genotype(out / "search" / "genotype.json")
     published = zoo.get("autodeeplab-s")
-    if args.quick:  # the same small size for both, so the pipeline check stays short
-        published = get_space("autodeeplab").make_genotype(published.structure, dict(
-            published.space_args, filter_multiplier=searched.space_args["filter_multiplier"]), name="autodeeplab-s")
     space = get_space("autodeeplab")
+    if args.quick:  # the same small size for both, so the pipeline check stays short
+        published = space.make_genotype(published.structure, dict(
+            published.space_args, filter_multiplier=searched.space_args["filter_multiplier"]), name="autodeeplab-s")
 
     def train(name, genotype):
         cfg = make_config("cpu", overrides=(QUICK_TRAIN if args.quick else []) + args.train_set, extra=data)

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from _common import camvid_root, machine, peak_rss_mb, resumable, write  # noqa: E402
+from _common import camvid_root, camvid_search_args, machine, peak_rss_mb, resumable, write  # noqa: E402
 from segnas import zoo  # noqa: E402
 from segnas.config import make_config  # noqa: E402
 from segnas.engine import retrain  # noqa: E402
@@ -55,15 +55,8 @@ def random_band(space, args, table, hw, num_classes, target, n, seed, band=0.15,
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--root", default=None, help="CamVid folder (default: $SEGNAS_CAMVID or ../shared/data/camvid)")
-    ap.add_argument("--out", default=None)
+    camvid_search_args(ap)
     ap.add_argument("--random", type=int, default=5, help="random students in the latency band")
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--resume", action="store_true",
-                    help="continue a killed run in --out: finished steps are reused, a broken one resumes")
-    ap.add_argument("--json", default=None)
-    ap.add_argument("--search-set", action="append", default=[], help="extra --set for the search")
-    ap.add_argument("--train-set", action="append", default=[], help="extra --set for every retrain")
     args = ap.parse_args()
     root = camvid_root(args.root)
     if root is None:

@@ -14,7 +14,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-N_SCALES = 4
+from .network import SCALES
+
+N_SCALES = len(SCALES)
 
 
 def viterbi(probs: np.ndarray) -> tuple[list[int], float]:

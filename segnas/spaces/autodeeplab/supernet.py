@@ -81,9 +81,10 @@ class MixedEdge(nn.Module):
         self.index = [k for k, op in enumerate(ops) if op != "none"]
         self.ops = nn.ModuleList(cell_op(ops[k], c) for k in self.index)
         self.pre_relu = [isinstance(op, nn.Sequential) and isinstance(op[0], nn.ReLU) for op in self.ops]
+        self.shares_relu = any(self.pre_relu)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        relu = F.relu(x) if any(self.pre_relu) else None
+        relu = F.relu(x) if self.shares_relu else None
         out = None
         for k, op, pre in zip(self.index, self.ops, self.pre_relu):
             y = weights[k] * (_after_first(op, relu) if pre else op(x))
