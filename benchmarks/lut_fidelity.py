@@ -2,7 +2,8 @@
 
 Builds the table for the FasterSeg space (paper widths, 11 classes) at the
 deployment size, then measures >= 30 random derived networks (and the zoo
-FasterSeg) end to end and compares with the table estimate (sum of blocks).
+FasterSeg) end to end and compares with the table estimate (sum of blocks),
+before and after calibrating the table on six further networks.
 Target: Pearson r >= 0.99 (the paper reports 0.993 on a GPU with TensorRT).
 
     python benchmarks/lut_fidelity.py [--quick] [--json benchmarks/results/lut_fidelity_cpu.json]
@@ -65,7 +66,9 @@ def main() -> int:
     # only what the sampled networks need is measured: the same probes 'segnas latency build' uses
     rng = np.random.default_rng(args.seed)
     genotypes = [zoo.get("fasterseg")] + [spread_sample(space, space_args, rng) for _ in range(n_nets)]
-    needed = [k for g in genotypes for k in network_keys(g, hw, args.num_classes)]
+    # six more networks, not among those compared, calibrate the table's absolute scale
+    cal_genotypes = [spread_sample(space, space_args, np.random.default_rng(args.seed + 1000 + i)) for i in range(6)]
+    needed = [k for g in genotypes + cal_genotypes for k in network_keys(g, hw, args.num_classes)]
     all_keys = set(space_keys(space_args, hw, args.num_classes, 12))
     assert all(k in all_keys for k in needed), "a network needs an entry the space's table would lack"
     built = table.build(needed, probe, "cpu", warmup=2, repeats=repeats)
@@ -74,17 +77,24 @@ def main() -> int:
     lut_s = time.perf_counter() - t0
     # networks are timed in interleaved rounds, so a slow spell of the machine hits all of them alike
     nets = []
-    for i, g in enumerate(genotypes):
+    for i, g in enumerate(genotypes + cal_genotypes):
         torch.manual_seed(i)
         nets.append(space.build(g, args.num_classes, aux=False).eval())
     times: list[list[float]] = [[] for _ in nets]
     for _ in range(repeats):
         for i, net in enumerate(nets):
             times[i].append(measure_latency(net, (1, 3, *hw), "cpu", warmup=1, repeats=1)["latency_ms"])
-    rows = [{"archid": g.archid, "zoo": i == 0, "estimated_ms": estimate_latency(g, table, hw, args.num_classes),
+    def table_sum(g):  # uncalibrated: the sum of the entries as timed
+        return sum(table.raw(k) for k in network_keys(g, hw, args.num_classes))
+
+    cal = table.calibrate([(statistics.median(times[len(genotypes) + i]), network_keys(g, hw, args.num_classes))
+                           for i, g in enumerate(cal_genotypes)])
+    rows = [{"archid": g.archid, "zoo": i == 0, "estimated_ms": table_sum(g),
+             "calibrated_ms": estimate_latency(g, table, hw, args.num_classes),
              "measured_ms": statistics.median(times[i])} for i, g in enumerate(genotypes)]
     est = np.array([r["estimated_ms"] for r in rows])
     meas = np.array([r["measured_ms"] for r in rows])
+    calibrated = np.array([r["calibrated_ms"] for r in rows])
     pearson = float(np.corrcoef(est, meas)[0, 1])
     slope, intercept = np.polyfit(est, meas, 1)
     write({
@@ -93,6 +103,8 @@ def main() -> int:
         "pearson_r": pearson, "target_pearson_r": 0.99, "meets_target": pearson >= 0.99,
         "fit_measured_vs_estimated": {"slope": float(slope), "intercept_ms": float(intercept)},
         "median_abs_rel_error": float(statistics.median(np.abs(est - meas) / meas)),
+        "calibration_factor": cal["factor"],
+        "median_abs_rel_error_calibrated": float(statistics.median(np.abs(calibrated - meas) / meas)),
         "measured_ms_range": [float(meas.min()), float(meas.max())],
         "table_build_s": lut_s, "wall_s": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb(),
         "machine": machine(), "networks_detail": rows,

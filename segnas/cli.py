@@ -164,7 +164,7 @@ def cmd_latency(args: argparse.Namespace) -> int:
     from .engine.trainer import resolve_device
     from .objectives.latency import LatencyTable, latency_environment
     from .spaces import get_space
-    from .spaces.fasterseg.lut import probe, space_keys
+    from .spaces.fasterseg.lut import calibrate_table, probe, space_keys
 
     if args.space != "fasterseg":
         raise SegnasError(f"--space {args.space!r}: no latency table for it; choose fasterseg")
@@ -188,9 +188,11 @@ def cmd_latency(args: argparse.Namespace) -> int:
     if out.exists() and not args.extend:
         raise SegnasError(f"{out}: exists; pass --extend to add missing entries to it, or choose another --out")
     measured = table.build(keys, probe, device, warmup=2, repeats=args.repeats, progress=not args.quiet)
+    cal = calibrate_table(table, space_args, args.input, num_classes, device, repeats=args.repeats, seed=cfg.seed)
     table.save(out)
     print(f"{out}: {len(table)} entries ({measured} measured now) for {args.space} at "
-          f"{args.input[0]}x{args.input[1]}, {num_classes} classes, on {env['device']} with {env['threads']} threads")
+          f"{args.input[0]}x{args.input[1]}, {num_classes} classes, on {env['device']} with {env['threads']} threads; "
+          f"calibrated on {cal['networks']} whole networks (x{cal['factor']:.2f})")
     return 0
 
 

@@ -97,6 +97,8 @@ def test_sampled_paths_are_uniform_over_valid_paths():
     counts = path_counts(3)
     total = counts[0, 0] + counts[0, 1]
     assert total == 13  # brute force: paths of 3 moves from 1/4 with steps in {-1, 0, +1}
+    # L = 12: 75,025 paths; with the first layer held at 1/4, 28,657: the paper's "2.9e4"
+    assert path_counts(12)[0, 0] + path_counts(12)[0, 1] == 75_025 and path_counts(12)[0, 0] == 28_657
     rng = np.random.default_rng(0)
     seen = {}
     for _ in range(2600):

@@ -156,6 +156,9 @@ def test_latency_build_search_and_stale_table(capsys, tmp_path):
     data = json.loads(lut.read_text())
     assert data["environment"]["threads"] >= 1 and len(data["entries"]) > 100
     assert any(k.startswith("zoomed_conv_2x|8x8|") for k in data["entries"])
+    # calibrated against whole networks timed here: the estimates are in measured milliseconds
+    assert data["calibration"]["networks"] == 6 and data["calibration"]["factor"] > 0
+    assert "calibrated on 6 whole networks" in out
     code, out, err = run_cli(capsys, "latency", "build", "--space", "fasterseg", "--input", "64x64",
                              "--preset", "tiny", "--out", str(lut))
     assert_one_line_error(code, err, str(lut), "--extend")

@@ -71,6 +71,22 @@ def test_latency_loss_reaches_alpha_beta_gamma_and_no_weight(supernet):
     assert all(v > 0 for v in parts.values())
 
 
+def test_each_search_step_computes_only_its_own_gradients():
+    cfg = SearchConfig(space_args=dict(ARGS), deploy_size=list(HW), teacher_chi=2, ohem_min_kept=16)
+    torch.manual_seed(0)
+    search = FasterSegSearch(cfg, 3, 255, fake_table(), seed=0)
+    images, masks = torch.randn(2, 3, 64, 64), torch.randint(0, 3, (2, 64, 64))
+    search.weight_backward(images, masks, pretrain=False)  # the student's widths drawn by Gumbel-softmax
+    assert all(p.grad is None for p in search.arch_parameters())
+    assert sum(p.grad is not None for p in search.weight_parameters()) > 0.5 * len(search.weight_parameters())
+    search.net.zero_grad(set_to_none=True)
+    search.arch_backward(images, masks)
+    assert all(p.grad is None for p in search.weight_parameters())
+    assert _grad_names(search.net, "student") == {f"student_{k}{j}" for k in ("alpha", "gamma") for j in range(3)} | {
+        "student_beta1", "student_beta2"}
+    assert {f"teacher_alpha{j}" for j in range(3)} <= _grad_names(search.net, "teacher")
+
+
 def test_relaxed_latency_equals_the_table_sum_for_one_hot_architecture_weights():
     table, L = fake_table(), ARGS["layers"]
     chis, stem_chi, head_chi = ARGS["chis"], ARGS["stem_chi"], ARGS["head_chi"]
@@ -239,6 +255,8 @@ def test_tiny_search_writes_every_epochs_genotypes(tiny_search):
     assert any("lat_scale" in r for r in records)  # the architecture step ran with the latency loss
     student = load_genotype(out / "student.json")
     assert student.meta["estimated_latency_ms"] > 0 and "skip" not in json.dumps(student.structure)
+    table = json.loads((out / "latency_table.json").read_text())
+    assert table["calibration"]["networks"] == 6 and table["calibration"]["factor"] > 0
 
 
 def test_resumed_search_ends_with_the_identical_genotypes(tiny_search, tmp_path):

@@ -12,11 +12,17 @@ silent measurement written somewhere (an authors' habit this avoids).
 Each entry is timed with the per-core caches flushed before every call: inside
 a network an operator's weights have been evicted by the layers before it, and
 timing it hot in isolation underestimates wide operators (benchmarks/lut_fidelity.py).
+The other way round, a small network run repeatedly stays cache-resident as a
+whole and runs faster than its flushed parts add up to. A table is therefore
+*calibrated* once against a few whole networks measured where it was built:
+every lookup is scaled by the median measured/summed ratio, so estimates are
+in the milliseconds the user will measure (correlation is unchanged).
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,10 +90,16 @@ class LatencyTable:
     """Measured operator latencies (ms) for one environment."""
 
     def __init__(self, environment: dict[str, Any], entries: dict[str, float] | None = None,
-                 meta: dict[str, Any] | None = None) -> None:
+                 meta: dict[str, Any] | None = None, calibration: dict[str, Any] | None = None) -> None:
         self.environment = dict(environment)
         self.entries: dict[str, float] = dict(entries or {})
         self.meta = dict(meta or {})
+        self.calibration: dict[str, Any] | None = dict(calibration) if calibration else None
+
+    @property
+    def scale(self) -> float:
+        """Factor applied to every entry: 1 for an uncalibrated table."""
+        return float(self.calibration["factor"]) if self.calibration else 1.0
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -96,6 +108,11 @@ class LatencyTable:
         return key.id in self.entries
 
     def lookup(self, key: OpKey) -> float:
+        """The entry's latency (ms), calibrated."""
+        return self.raw(key) * self.scale
+
+    def raw(self, key: OpKey) -> float:
+        """The entry's latency (ms) as timed, flushed caches and all."""
         try:
             return self.entries[key.id]
         except KeyError:
@@ -120,6 +137,23 @@ class LatencyTable:
             self.measure(key, device, warmup, repeats, probe)
         return len(todo)
 
+    def calibrate(self, networks: Iterable[tuple[float, Iterable[OpKey]]]) -> dict[str, Any]:
+        """Set the factor from whole networks: (measured ms, the entries the network runs) pairs.
+
+        The factor is the median of measured / sum of raw entries, so one odd
+        network cannot move it far.
+        """
+        measured, summed = [], []
+        for ms, keys in networks:
+            measured.append(float(ms))
+            summed.append(float(sum(self.raw(k) for k in keys)))
+        if not measured or min(summed) <= 0:
+            raise SegnasError("latency table calibration needs at least one network with positive entries")
+        factor = statistics.median(m / e for m, e in zip(measured, summed))
+        self.calibration = {"factor": factor, "networks": len(measured), "measured_ms": measured,
+                            "table_sum_ms": summed}
+        return self.calibration
+
     def check_environment(self, expected: dict[str, Any], source: str = "latency table") -> None:
         """Refuse a table measured elsewhere: name the field that differs and the fix."""
         for field in ("device", "backend", "threads", "torch"):
@@ -130,7 +164,7 @@ class LatencyTable:
 
     def save(self, path: str | Path) -> Path:
         data = {"format": TABLE_FORMAT, "environment": self.environment, "meta": self.meta,
-                "entries": dict(sorted(self.entries.items()))}
+                "calibration": self.calibration, "entries": dict(sorted(self.entries.items()))}
         return atomic_write_text(path, json.dumps(data, indent=1) + "\n")
 
     @classmethod
@@ -143,7 +177,10 @@ class LatencyTable:
             if data.get("format") != TABLE_FORMAT:
                 raise ValueError(f"format {data.get('format')!r}; this segnas reads format {TABLE_FORMAT}, "
                                  "whose entries are timed differently")
-            table = cls(data["environment"], {k: float(v) for k, v in data["entries"].items()}, data.get("meta"))
+            table = cls(data["environment"], {k: float(v) for k, v in data["entries"].items()}, data.get("meta"),
+                        data.get("calibration"))
+            if table.calibration is not None and not float(table.calibration["factor"]) > 0:
+                raise ValueError(f"calibration factor {table.calibration['factor']!r} is not positive")
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise SegnasError(f"{path}: not a segnas latency table ({e}); rebuild it with "
                               "'segnas latency build'") from None

@@ -14,11 +14,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from ...genotype import Genotype
 from ...objectives.latency import LatencyTable, OpKey, op_probe
+from ...profile import measure_latency
 from .network import FusionHead, Refine, branch_specs, make_stem
 
 SCALES = (8, 16, 32)
@@ -147,6 +149,30 @@ def network_keys(genotype: Genotype, hw: Sequence[int], num_classes: int) -> lis
 def estimate_latency(genotype: Genotype, table: LatencyTable, hw: Sequence[int], num_classes: int) -> float:
     """Sum of the table's latencies (ms) of the network's blocks; a missing entry raises LatencyMiss."""
     return float(sum(table.lookup(k) for k in network_keys(genotype, hw, num_classes)))
+
+
+def calibrate_table(table: LatencyTable, args: dict[str, Any], hw: Sequence[int], num_classes: int,
+                    device: torch.device | str = "cpu", networks: int = 6, seed: int = 0,
+                    repeats: int = 5) -> dict[str, Any]:
+    """Calibrate ``table`` against ``networks`` random derived networks timed whole at ``hw``.
+
+    The networks are drawn with :meth:`FasterSegSpace.sample` from the table's
+    space arguments, so they are the kind of network the estimates are used for.
+    The global torch RNG is left as it was (weights are initialised in a fork).
+    """
+    from . import FasterSegSpace
+
+    space, rng = FasterSegSpace(), np.random.default_rng(seed)
+    pairs = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for _ in range(networks):
+            g = space.sample(rng, args)
+            net = space.build(g, num_classes, aux=False)
+            ms = measure_latency(net, (1, 3, int(hw[0]), int(hw[1])), device, warmup=2, repeats=repeats,
+                                 threads=table.environment["threads"])["latency_ms"]
+            pairs.append((ms, network_keys(g, hw, num_classes)))
+    return table.calibrate(pairs)
 
 
 class RelaxedLatency:

@@ -27,7 +27,7 @@ from ...objectives.latency import LatencyMiss, LatencyTable, latency_environment
 from ...strategies.differentiable import run_search
 from . import FasterSegSpace
 from .derive import decode_branch, select, target_score
-from .lut import RelaxedLatency, estimate_latency, probe, space_keys
+from .lut import RelaxedLatency, calibrate_table, estimate_latency, probe, space_keys
 from .supernet import FasterSegSupernet, subset_name
 
 
@@ -104,10 +104,11 @@ class FasterSegSearch:
             if cfg.sandwich_search:
                 passes += [("student", "max"), ("student", "min")]
         logs: dict[str, float] = {}
+        weights = self.weight_parameters()
         for name, mode in passes:
             widths = net.sample_widths(name, mode, self.generator, cfg.tau)
             loss = self._loss(net(images, name, widths), masks)
-            loss.backward()
+            loss.backward(inputs=weights)  # no alpha/beta/gamma gradients: this step does not use them
             logs[f"loss_{name}_{mode}"] = logs.get(f"loss_{name}_{mode}", 0.0) + float(loss.detach())
         return logs
 
@@ -130,8 +131,13 @@ class FasterSegSearch:
         return total, {"lat_op": lat_op.item(), "lat_scale": lat_s.item(), "lat_width": lat_chi.item()}
 
     def arch_backward(self, images: torch.Tensor, masks: torch.Tensor) -> dict[str, float]:
-        """Gradients for alpha, beta (teacher and student) and gamma; latency loss on the student only."""
+        """Gradients for alpha, beta (teacher and student) and gamma; latency loss on the student only.
+
+        Only the architecture parameters' gradients are computed: the weights'
+        would be thrown away, and skipping them makes this step much cheaper.
+        """
         logs: dict[str, float] = {}
+        arch = self.arch_parameters()
         for name in self.net.specs:
             mode = "gumbel" if name == "student" else "max"
             widths = self.net.sample_widths(name, mode, self.generator, self.cfg.tau)
@@ -141,7 +147,7 @@ class FasterSegSearch:
                 lat, parts = self.decoupled_latency(widths)
                 loss = loss + self.latency_lambda * lat
                 logs.update(parts)
-            loss.backward()
+            loss.backward(inputs=arch)
         self.last_arch_logs = logs
         return logs
 
@@ -283,8 +289,11 @@ def fasterseg_table(cfg, num_classes: int, run: Path | None, device: torch.devic
     else:
         table = LatencyTable(env, meta={"space": "fasterseg", "space_args": args, "input": list(sc.deploy_size),
                                         "num_classes": num_classes, "teacher_chi": teacher})
-    if table.build(keys, probe, device, warmup=1, repeats=sc.lut_repeats, progress=progress) and path is not None:
-        table.save(path)
+    built = table.build(keys, probe, device, warmup=1, repeats=sc.lut_repeats, progress=progress)
+    if built or table.calibration is None:
+        calibrate_table(table, args, sc.deploy_size, num_classes, device, repeats=max(3, sc.lut_repeats), seed=cfg.seed)
+        if path is not None:
+            table.save(path)
     return table
 
 
