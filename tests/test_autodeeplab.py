@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import segnas
-from segnas.config import make_config
+from segnas.config import to_dict, make_config
 from segnas.errors import ConfigError, GenotypeError
 from segnas.genotype import Genotype
 from segnas.genotype import load as load_genotype
@@ -243,6 +243,27 @@ def test_resumed_search_ends_with_the_identical_genotype(tiny_search, tmp_path):
     a = torch.load(tmp_path / "killed" / "checkpoints" / "last.pt", weights_only=True)["search"]["net"]
     b = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["search"]["net"]
     assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+def test_resuming_a_checkpoint_of_another_supernet_layout_is_one_clear_error(tmp_path):
+    from segnas.engine.checkpoint import atomic_save
+    from segnas.errors import ConfigError
+
+    cfg = _tiny_cfg()
+    run = tmp_path / "old"
+    assert run_autodeeplab_search(cfg, run, stop_after=1, progress=False)["interrupted"] is True
+    # the run was stopped before its first checkpoint; write one whose supernet has an extra stem layer
+    ckpt_path = run / "checkpoints" / "last.pt"
+    problem = AutoDeepLabSearch(cfg.search, num_classes=4, ignore_index=255)
+    state = problem.state_dict()
+    state["net"]["stem.2.conv.weight"] = torch.zeros(1)
+    atomic_save({"search": state, "method": "autodeeplab", "config": to_dict(cfg), "step": 1, "epochs_done": 0,
+                 "history": [], "opt_w": {}, "opt_a": {}, "torch_rng": torch.get_rng_state(), "num_classes": 4},
+                ckpt_path)
+    before = ckpt_path.read_bytes()
+    with pytest.raises(ConfigError, match="does not fit this autodeeplab supernet.*another --out"):
+        run_autodeeplab_search(cfg, run, resume=True, progress=False)
+    assert ckpt_path.read_bytes() == before
 
 
 def test_searched_genotype_retrains(tiny_search, tmp_path):

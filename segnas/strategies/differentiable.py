@@ -124,7 +124,12 @@ def run_search(method: str, make_problem, cfg: RunConfig, out: str | Path, resum
     total = n_epochs * steps_per_epoch
     state, history = _State(), []
     if ckpt is not None:
-        problem.load_state_dict(ckpt["search"])
+        try:
+            problem.load_state_dict(ckpt["search"])
+        except (RuntimeError, KeyError) as e:  # a supernet of another layout or segnas version
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"{run}: its checkpoint does not fit this {method} supernet ({first}); "
+                              "start a new search with another --out") from None
         opt_w.load_state_dict(ckpt["opt_w"])
         opt_a.load_state_dict(ckpt["opt_a"])
         torch.set_rng_state(ckpt["torch_rng"])

@@ -7,7 +7,9 @@ output is Eq. (6): the beta-weighted sum of one cell per incoming transition
 transition of the paper (stride-2 3x3 conv / 1x1 conv / bilinear up + 1x1
 conv); h_{l-2} is the same scale at layer l-2 (the closest existing scale
 while that node does not exist; the stem for l < 2), resized and reduced by
-a 1x1 conv once per node and shared by the node's cells.
+a 1x1 conv once per node and shared by the node's cells. The stem is the
+paper's search stem (two stride-2 3x3 convs); h_{l-2} of layer 0 is its 1/2
+output.
 
 alpha (one row per cell edge, one column per operator) is shared by every
 cell; beta[l, j] holds the outgoing logits (down, same, up) of the node
@@ -30,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...ops import ASPP, cell_op, upsample_to
-from .network import DIRECTIONS, SCALES, Resample1x1, block_channels, make_stem, scale_sizes, transition
+from .network import DIRECTIONS, SCALES, Resample1x1, block_channels, make_search_stem, scale_sizes, transition
 
 N_SCALES = len(SCALES)
 
@@ -131,7 +133,7 @@ class AutoDeepLabSupernet(nn.Module):
         self.layers, self.blocks = int(args["layers"]), int(args["blocks"])
         self.ops = list(args["ops"])
         f, nb, stem = int(args["filter_multiplier"]), self.blocks, list(args["stem"])
-        self.stem = make_stem(stem)
+        self.stem = make_search_stem(stem)
         out_c = {(-2, -1): stem[1], (-1, 0): stem[2]}  # (layer, scale index) -> channels
         self.nodes = nn.ModuleDict()
         for layer in range(self.layers):
@@ -185,8 +187,8 @@ class AutoDeepLabSupernet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
-        mid = self.stem[1](self.stem[0](x))
-        stem = self.stem[2](mid)
+        mid = self.stem[0](x)
+        stem = self.stem[1](mid)
         sizes = scale_sizes(stem.shape[-2:])
         alpha, beta = self.alpha_weights(), self.beta_weights()
         out: dict[tuple[int, int], torch.Tensor] = {(-2, -1): mid, (-1, 0): stem}
