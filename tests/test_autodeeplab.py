@@ -245,6 +245,16 @@ def test_resumed_search_ends_with_the_identical_genotype(tiny_search, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in b)
 
 
+def test_resuming_a_finished_search_returns_its_result(tiny_search, monkeypatch):
+    out, result = tiny_search
+    before = (out / "genotype.json").read_text()
+    # a finished search builds nothing: no supernet, no data
+    monkeypatch.setattr(AutoDeepLabSearch, "__init__", lambda *a, **k: pytest.fail("supernet built"))
+    again = run_autodeeplab_search(_tiny_cfg(), out, resume=True, progress=False)
+    assert again["already_complete"] and again["final"] == result["final"]
+    assert (out / "genotype.json").read_text() == before
+
+
 def test_resuming_a_checkpoint_of_another_supernet_layout_is_one_clear_error(tmp_path):
     from segnas.engine.checkpoint import atomic_save
     from segnas.errors import ConfigError

@@ -101,6 +101,9 @@ def run_search(method: str, make_problem, cfg: RunConfig, out: str | Path, resum
             raise ConfigError(f"{run}: this is a {ckpt['method']} search, not {method}")
         cfg = resumed_config(ckpt, resume_overrides, "search")
     sc = cfg.search
+    if ckpt is not None and int(ckpt["epochs_done"]) >= sc.pretrain_epochs + sc.epochs \
+            and (run / "result.json").is_file():  # finished: nothing to build or load
+        return {**json.loads((run / "result.json").read_text()), "already_complete": True}
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -135,8 +138,6 @@ def run_search(method: str, make_problem, cfg: RunConfig, out: str | Path, resum
         torch.set_rng_state(ckpt["torch_rng"])
         state = _State(int(ckpt["step"]), int(ckpt["epochs_done"]))
         history = list(ckpt["history"])
-        if state.epochs_done >= n_epochs and (run / "result.json").is_file():
-            return {**json.loads((run / "result.json").read_text()), "already_complete": True}
     log = MetricsLog(run / "metrics.jsonl", resume_step=state.step)
     writer = _tensorboard(run / "tb", purge_step=state.step + 1)
     select_loader = DataLoader(data.select, batch_size=1, shuffle=False) if len(data.select) else None
