@@ -84,12 +84,10 @@ def main() -> int:
     for _ in range(repeats):
         for i, net in enumerate(nets):
             times[i].append(measure_latency(net, (1, 3, *hw), "cpu", warmup=1, repeats=1)["latency_ms"])
-    def table_sum(g):  # uncalibrated: the sum of the entries as timed
-        return sum(table.raw(k) for k in network_keys(g, hw, args.num_classes))
-
     cal = table.calibrate([(statistics.median(times[len(genotypes) + i]), network_keys(g, hw, args.num_classes))
                            for i, g in enumerate(cal_genotypes)])
-    rows = [{"archid": g.archid, "zoo": i == 0, "estimated_ms": table_sum(g),
+    rows = [{"archid": g.archid, "zoo": i == 0,
+             "estimated_ms": table.total(network_keys(g, hw, args.num_classes), raw=True),  # as timed
              "calibrated_ms": estimate_latency(g, table, hw, args.num_classes),
              "measured_ms": statistics.median(times[i])} for i, g in enumerate(genotypes)]
     est = np.array([r["estimated_ms"] for r in rows])

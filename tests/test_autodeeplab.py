@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import segnas
-from segnas.config import to_dict, make_config
+from segnas.config import make_config, to_dict
 from segnas.errors import ConfigError, GenotypeError
 from segnas.genotype import Genotype
 from segnas.genotype import load as load_genotype
@@ -257,7 +257,6 @@ def test_resuming_a_finished_search_returns_its_result(tiny_search, monkeypatch)
 
 def test_resuming_a_checkpoint_of_another_supernet_layout_is_one_clear_error(tmp_path):
     from segnas.engine.checkpoint import atomic_save
-    from segnas.errors import ConfigError
 
     cfg = _tiny_cfg()
     run = tmp_path / "old"

@@ -55,7 +55,6 @@ def test_tables_timed_the_old_way_are_refused(tmp_path, table):
         LatencyTable.load(path, latency_environment("cpu"))
 
 
-
 def test_calibration_scales_every_lookup_by_the_median_ratio(tmp_path):
     a, b, c = OpKey("conv", 8, 8, 4, 4), OpKey("conv", 8, 8, 4, 8), OpKey("conv_2x", 8, 8, 4, 4)
     t = LatencyTable(latency_environment("cpu"), {a.id: 1.0, b.id: 3.0, c.id: 2.0})
@@ -63,6 +62,7 @@ def test_calibration_scales_every_lookup_by_the_median_ratio(tmp_path):
     cal = t.calibrate([(2.0, [a, b]), (6.0, [b, c]), (2.4, [a, b])])
     assert cal["factor"] == pytest.approx(0.6) and cal["networks"] == 3
     assert t.lookup(b) == pytest.approx(1.8) and t.raw(b) == 3.0
+    assert t.total([a, c]) == pytest.approx(1.8) and t.total([a, c], raw=True) == 3.0
     back = LatencyTable.load(t.save(tmp_path / "lut.json"), latency_environment("cpu"))
     assert back.scale == pytest.approx(0.6) and back.lookup(c) == pytest.approx(1.2)
 

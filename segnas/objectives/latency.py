@@ -111,6 +111,11 @@ class LatencyTable:
         """The entry's latency (ms), calibrated."""
         return self.raw(key) * self.scale
 
+    def total(self, keys: Iterable[OpKey], raw: bool = False) -> float:
+        """Sum of the entries of ``keys`` (ms): calibrated, or as timed with ``raw``."""
+        summed = float(sum(self.raw(k) for k in keys))
+        return summed if raw else summed * self.scale
+
     def raw(self, key: OpKey) -> float:
         """The entry's latency (ms) as timed, flushed caches and all."""
         try:
@@ -146,7 +151,7 @@ class LatencyTable:
         measured, summed = [], []
         for ms, keys in networks:
             measured.append(float(ms))
-            summed.append(float(sum(self.raw(k) for k in keys)))
+            summed.append(self.total(keys, raw=True))
         if not measured or min(summed) <= 0:
             raise SegnasError("latency table calibration needs at least one network with positive entries")
         factor = statistics.median(m / e for m, e in zip(measured, summed))

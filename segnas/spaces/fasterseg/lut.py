@@ -148,7 +148,7 @@ def network_keys(genotype: Genotype, hw: Sequence[int], num_classes: int) -> lis
 
 def estimate_latency(genotype: Genotype, table: LatencyTable, hw: Sequence[int], num_classes: int) -> float:
     """Sum of the table's latencies (ms) of the network's blocks; a missing entry raises LatencyMiss."""
-    return float(sum(table.lookup(k) for k in network_keys(genotype, hw, num_classes)))
+    return table.total(network_keys(genotype, hw, num_classes))
 
 
 def calibrate_table(table: LatencyTable, args: dict[str, Any], hw: Sequence[int], num_classes: int,
