@@ -232,6 +232,9 @@ def test_tiny_search_writes_genotypes_and_drawings(tiny_search):
     assert not any("arch_loss" in r for r in steps if not r["searching"])  # architecture frozen in warm-up
     assert any("arch_loss" in r for r in steps if r["searching"])
     assert result["final"]["architectures"]["genotype"]["archid"] == g.archid
+    epochs = [r for r in records if "architectures" in r]
+    signals = [r.get("arch_signal") for r in epochs]
+    assert signals[0] is None and signals[-1]["steps"] > 0 and signals[-1]["rows"] > 0
 
 
 def test_resumed_search_ends_with_the_identical_genotype(tiny_search, tmp_path):

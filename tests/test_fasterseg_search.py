@@ -202,6 +202,24 @@ def test_skip_removal_keeps_the_minimum_depth():
     assert len(cells) == round(L / 3) + 2 and cells[-1]["scale"] == 16
 
 
+def test_random_samples_are_derived_networks_of_the_search_space():
+    """Random baselines draw what a search can output: no skip, removed cells, every operator and width."""
+    space, args = get_space("fasterseg"), dict(ARGS, layers=8, chis=[1, 2, 3], head_chi=2)
+    rng = np.random.default_rng(0)
+    samples = [space.sample(rng, args) for _ in range(300)]
+    cells = [c for g in samples for b in g.structure["branches"] for c in b["cells"]]
+    assert "skip" not in {c["op"] for c in cells} and {c["op"] for c in cells} == set(OPS[1:])
+    assert {c["chi"] for c in cells} == {1, 2, 3}
+    depths = [len(b["cells"]) for g in samples for b in g.structure["branches"]]
+    assert min(depths) >= round(8 / 3) and max(depths) == 8 and sum(depths) / len(depths) < 8  # skips removed
+    for g in samples:
+        finals = [b["cells"][-1]["scale"] for b in g.structure["branches"]]
+        assert len(set(finals)) == 2 and finals == sorted(finals, reverse=True)
+        assert all(b["cells"][-1]["chi"] == 2 for b in g.structure["branches"])
+        space.validate(g)
+    assert space.sample(np.random.default_rng(5), args).archid == space.sample(np.random.default_rng(5), args).archid
+
+
 def test_branch_choice_trades_accuracy_for_latency():
     fast = {"name": "16+32", "miou": 0.70, "latency_ms": 10.0}
     slow = {"name": "8+32", "miou": 0.72, "latency_ms": 20.0}
@@ -253,6 +271,10 @@ def test_tiny_search_writes_every_epochs_genotypes(tiny_search):
         "epoch001_student.json", "epoch001_teacher.json", "epoch002_student.json", "epoch002_teacher.json"]
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert any("lat_scale" in r for r in records)  # the architecture step ran with the latency loss
+    epochs = [r for r in records if "architectures" in r]
+    assert "arch_signal" not in epochs[0]  # pretraining has no architecture steps
+    signal = epochs[1]["arch_signal"]
+    assert signal["steps"] == 2 and signal["planned_steps"] == 2 and signal["rows"] > 0
     student = load_genotype(out / "student.json")
     assert student.meta["estimated_latency_ms"] > 0 and "skip" not in json.dumps(student.structure)
     table = json.loads((out / "latency_table.json").read_text())
@@ -271,9 +293,11 @@ def test_resumed_search_ends_with_the_identical_genotypes(tiny_search, tmp_path)
     run_fasterseg_search(cfg, again, resume=True, progress=False)
     for name in ("student", "teacher"):
         assert (again / f"{name}.json").read_text() == (full / f"{name}.json").read_text()
-    a = torch.load(again / "checkpoints" / "last.pt", weights_only=True)["search"]["net"]
-    b = torch.load(full / "checkpoints" / "last.pt", weights_only=True)["search"]["net"]
+    ca = torch.load(again / "checkpoints" / "last.pt", weights_only=True)
+    cb = torch.load(full / "checkpoints" / "last.pt", weights_only=True)
+    a, b = ca["search"]["net"], cb["search"]["net"]
     assert all(torch.equal(a[k], b[k]) for k in b)
+    assert ca["history"] == cb["history"] and cb["history"][-1]["arch_signal"]["steps"] == 2
 
 
 def test_searched_genotype_round_trips_into_retrain(tiny_search, tmp_path):

@@ -14,6 +14,10 @@ Resumable: the learning rate is a function of the epoch and step, the data order
 generator, saved in the checkpoint with everything else. A checkpoint is
 written after every epoch's decoding and when Ctrl-C stops the run between
 steps; ``--resume`` continues to the same genotypes an unbroken run reaches.
+
+Every search epoch's record carries ``arch_signal`` (``arch_signal.py``): how
+far the architecture gradients stand above their noise, and how many steps
+that takes to decide a row, against the steps the search has.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from ..engine.rundir import MetricsLog, environment, prepare_run_dir, write_json
 from ..engine.trainer import _stop_requests, _tensorboard, resolve_device, resumed_config
 from ..errors import ConfigError, SegnasError
 from ..genotype import load as load_genotype, save as save_genotype
+from .arch_signal import ArchSignal, signal_line
 
 
 class BilevelProblem(Protocol):
@@ -126,6 +131,7 @@ def run_search(method: str, make_problem, cfg: RunConfig, out: str | Path, resum
     n_epochs = sc.pretrain_epochs + sc.epochs
     total = n_epochs * steps_per_epoch
     state, history = _State(), []
+    signal = ArchSignal(problem.arch_parameters())
     if ckpt is not None:
         try:
             problem.load_state_dict(ckpt["search"])
@@ -137,6 +143,8 @@ def run_search(method: str, make_problem, cfg: RunConfig, out: str | Path, resum
         opt_a.load_state_dict(ckpt["opt_a"])
         torch.set_rng_state(ckpt["torch_rng"])
         state = _State(int(ckpt["step"]), int(ckpt["epochs_done"]))
+        if "arch_signal" in ckpt:
+            signal.load_state_dict(ckpt["arch_signal"])
         history = list(ckpt["history"])
     log = MetricsLog(run / "metrics.jsonl", resume_step=state.step)
     writer = _tensorboard(run / "tb", purge_step=state.step + 1)
@@ -145,7 +153,8 @@ def run_search(method: str, make_problem, cfg: RunConfig, out: str | Path, resum
     def checkpoint() -> None:
         atomic_save({"search": problem.state_dict(), "opt_w": opt_w.state_dict(), "opt_a": opt_a.state_dict(),
                      "step": state.step, "epochs_done": state.epochs_done, "history": history,
-                     "torch_rng": torch.get_rng_state(), "config": to_dict(cfg), "method": method,
+                     "torch_rng": torch.get_rng_state(), "arch_signal": signal.state_dict(),
+                     "config": to_dict(cfg), "method": method,
                      "num_classes": data.num_classes}, run / "checkpoints" / "last.pt")
 
     bar = tqdm(total=total, initial=state.step, disable=not progress, desc=f"search {method}", unit="step",
@@ -174,6 +183,7 @@ def run_search(method: str, make_problem, cfg: RunConfig, out: str | Path, resum
                         if searching:
                             opt_a.zero_grad(set_to_none=True)
                             logs.update(problem.arch_backward(img_b.to(device), mask_b.to(device)))
+                            signal.update(problem.arch_parameters())
                             opt_a.step()
                         state.step += 1
                         bar.update(1)
@@ -195,6 +205,9 @@ def run_search(method: str, make_problem, cfg: RunConfig, out: str | Path, resum
                             break
                 decoded = problem.derive(select_loader)
                 record = _epoch_record(epoch, searching, decoded["records"], problem)
+                if searching:
+                    record["arch_signal"] = signal.summary(problem.arch_parameters(), sc.epochs * steps_per_epoch)
+                    signal.reset()
                 adapt = getattr(problem, "adapt_lambda", None)
                 if adapt is not None and searching and "student" in record["architectures"]:
                     adapt(record["architectures"]["student"]["latency_ms"])
@@ -207,6 +220,8 @@ def run_search(method: str, make_problem, cfg: RunConfig, out: str | Path, resum
                     for key, value in r.items():
                         if isinstance(value, (int, float)) and not isinstance(value, bool):
                             writer.add_scalar(f"{name}/{key}", value, state.step)
+                if record.get("arch_signal", {}).get("rows"):
+                    writer.add_scalar("search/arch_signal_snr", record["arch_signal"]["median_snr"], state.step)
                 if progress:
                     tqdm.write(_epoch_line(record, decoded["lines"], n_epochs))
                 state.epochs_done += 1
@@ -247,6 +262,8 @@ def _epoch_line(record: dict[str, Any], lines: dict[str, str], n_epochs: int) ->
         parts.append(f"{name} {r['archid'][:8]}: {lines.get(name, '')}")
     if "latency_lambda" in record:
         parts.append(f"lambda {record['latency_lambda']:.3g}")
+    if record.get("arch_signal", {}).get("rows"):
+        parts.append(signal_line(record["arch_signal"]))
     return " | ".join(parts)
 
 

@@ -106,27 +106,31 @@ class FasterSegSpace(SearchSpace):
         return FasterSegNet(branches, num_classes, args["stem_chi"], args["head_chi"], aux=aux)
 
     def sample(self, rng: np.random.Generator, args: dict[str, Any] | None = None) -> Genotype:
-        """Draw branches like a derived FasterSeg: ``layers`` cells, random down positions,
-        random non-skip operators and widths, the last cell at the head width."""
+        """A random architecture of the space as the search would derive it.
+
+        Random architecture parameters (flat Dirichlet rows for every alpha,
+        beta and gamma of the supernet) go through the FasterSeg derivation, so
+        every operator, width and scale choice is uniform and ``skip`` cells are
+        removed by the paper's rules; the final scales are distinct random ones.
+        Random baselines and latency calibration then see the networks a search
+        can produce, not a deeper family of its own.
+        """
+        from .derive import decode_branch
+
         args = self.resolve_args(args)
-        ops = [o for o in args["ops"] if o != "skip"] or args["ops"]
-        layers = args["layers"]
+        layers, n_ops, chis = args["layers"], len(args["ops"]), args["chis"]
+
+        def rows(n: int, k: int) -> np.ndarray:
+            return rng.dirichlet(np.ones(k), size=n)
+
+        alphas = [rows(layers - j, n_ops) for j in range(len(SCALES))]
+        betas = [None] + [rows(max(layers - j - 1, 0), 2) for j in range(1, len(SCALES))]
+        gammas = [rows(layers - max(j, 1), len(chis)) for j in range(len(SCALES))] if len(chis) > 1 else None
         reachable = min(len(SCALES), layers)  # a branch ending at 1/32 needs two down cells and a last cell
-        n_branch = min(args["branches"], reachable)
-        finals = sorted(rng.choice(reachable, size=n_branch, replace=False).tolist(), reverse=True)
-        branches = []
-        for final in finals:
-            # positions of the cells that downsample: distinct, never the last cell
-            downs = sorted(rng.choice(layers - 1, size=final, replace=False).tolist())
-            scale, cells = 8, []
-            for i in range(layers):
-                chi = args["head_chi"] if i == layers - 1 else int(rng.choice(args["chis"]))
-                if chi not in args["chis"]:
-                    chi = args["chis"][-1]
-                cells.append({"op": str(rng.choice(ops)), "scale": scale, "chi": chi})
-                if i in downs:
-                    scale *= 2
-            branches.append({"cells": cells})
+        finals = sorted(rng.choice(reachable, size=min(args["branches"], reachable), replace=False).tolist(),
+                        reverse=True)
+        branches = [{"cells": decode_branch(alphas, betas, gammas, args, final, chis, args["head_chi"])}
+                    for final in finals]
         return self.make_genotype({"branches": branches}, args, meta={"source": "random sample"})
 
     def describe(self, genotype: Genotype) -> str:

@@ -1,0 +1,95 @@
+"""Signal in a search's architecture gradients at one checkpoint: is its budget enough to decide?
+
+Loads a differentiable search's checkpoint (FasterSeg or Auto-DeepLab), holds
+every weight and architecture parameter fixed, and computes the architecture
+gradients on K trainB batches exactly as the search's architecture step does.
+Per row of architecture logits it reports the signal-to-noise ratio of the
+gradient of (leading - runner-up logit) and the steps a first-order search needs
+before that sign is 2 sigma certain (``segnas.strategies.arch_signal``),
+against the architecture steps the search's configuration has.
+
+    python benchmarks/arch_signal.py --run runs/search [--batches 96] [--json out.json]
+    python benchmarks/arch_signal.py --run runs/search --quick    # 16 batches
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+
+from _common import machine, peak_rss_mb, write  # noqa: E402
+from segnas.engine.checkpoint import load_checkpoint  # noqa: E402
+from segnas.engine.loaders import train_loader  # noqa: E402
+from segnas.engine.trainer import resumed_config  # noqa: E402
+from segnas.objectives import LatencyTable  # noqa: E402
+from segnas.strategies.arch_signal import ArchSignal  # noqa: E402
+from segnas.strategies.differentiable import search_data  # noqa: E402
+
+
+def make_problem(method: str, cfg, data, run: Path, device: torch.device):
+    if method == "fasterseg":
+        from segnas.spaces.fasterseg.search import FasterSegSearch
+
+        table = LatencyTable.load(run / "latency_table.json")  # the search's own, wherever this runs
+        return FasterSegSearch(cfg.search, data.num_classes, data.ignore_index, table, cfg.seed, device)
+    if method == "autodeeplab":
+        from segnas.spaces.autodeeplab.search import AutoDeepLabSearch
+
+        return AutoDeepLabSearch(cfg.search, data.num_classes, data.ignore_index, device)
+    raise SystemExit(f"{run}: method {method!r} has no architecture gradients to measure")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", required=True, help="a search run folder (with checkpoints/last.pt)")
+    ap.add_argument("--batches", type=int, default=96)
+    ap.add_argument("--root", default=None, help="dataset folder, when it moved since the search")
+    ap.add_argument("--quick", action="store_true", help="16 batches")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    run = Path(args.run)
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt", required=("search",))
+    cfg = resumed_config(ckpt, None, "search")
+    if args.root:
+        cfg.data.root = args.root
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device("cpu")
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:  # search_data records its splits; the run stays untouched
+        data = search_data(cfg, Path(tmp))
+    problem = make_problem(ckpt["method"], cfg, data, run, device)
+    problem.load_state_dict(ckpt["search"])
+    params = problem.arch_parameters()
+    signal = ArchSignal(params)
+    sc = cfg.search
+    steps_per_epoch = min(len(data.train_a), len(data.train_b)) // sc.batch_size
+    if sc.steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, sc.steps_per_epoch)
+    n, epoch = 16 if args.quick else max(2, args.batches), 0
+    while signal.steps < n:
+        for images, masks in train_loader(data.train_b, sc.batch_size, cfg.seed + 1, 1000 + epoch):
+            for p in params:
+                p.grad = None
+            problem.arch_backward(images.to(device), masks.to(device))
+            signal.update(params)
+            if signal.steps >= n:
+                break
+        epoch += 1
+    summary = signal.summary(params, sc.epochs * steps_per_epoch)
+    write({"benchmark": "arch_signal", "run": str(run), "method": ckpt["method"],
+           "epochs_done": int(ckpt["epochs_done"]), "batches": signal.steps, "batch_size": sc.batch_size,
+           "arch_lr": sc.arch_lr, **summary, "wall_s": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb(),
+           "machine": machine()}, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
