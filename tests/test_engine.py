@@ -100,6 +100,7 @@ def test_ctrl_c_stops_between_steps_and_resume_matches(tmp_path, monkeypatch, wh
 
     import segnas.engine.trainer as trainer
 
+    before = signal.getsignal(signal.SIGINT)  # the default handler, or SIG_IGN in a background job
     full = _unbroken(tmp_path)
     calls = {"n": 0}
     if where == "mid-step":  # Ctrl-C after the optimizer step of step 7, before the step is counted
@@ -128,7 +129,7 @@ def test_ctrl_c_stops_between_steps_and_resume_matches(tmp_path, monkeypatch, wh
     retrain(segnas.zoo.get("fasterseg"), tiny_cfg(), tmp_path / "part", resume=True, progress=False)
     _assert_same_weights(full, load_checkpoint(tmp_path / "part/checkpoints/last.pt"))
     assert [r["step"] for r in val_records(tmp_path / "part")] == [4, 8]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before  # the run put the handler back
 
 
 def test_resuming_a_finished_run_keeps_its_result(tmp_path):
