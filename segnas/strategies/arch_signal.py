@@ -81,14 +81,15 @@ class ArchSignal:
         return out
 
     def summary(self, params: Sequence[nn.Parameter], planned_steps: int) -> dict[str, Any]:
-        """Median SNR, the steps it needs, and the share of rows resolved within ``planned_steps``."""
+        """Median SNR, the steps it needs, and the share of rows resolved within ``planned_steps``
+        (None where the median is infinite: an exact gradient, or no signal at all)."""
         snr = self.row_snr(params)
         if not snr:
             return {"steps": self.steps, "rows": 0}
         need = [steps_to_resolve(s) for s in snr]
-        return {"steps": self.steps, "rows": len(snr), "median_snr": statistics.median(snr),
+        return {"steps": self.steps, "rows": len(snr), "median_snr": _finite(statistics.median(snr)),
                 "snr_floor": 1.0 / math.sqrt(self.steps),
-                "median_steps_to_resolve": statistics.median(need), "planned_steps": int(planned_steps),
+                "median_steps_to_resolve": _finite(statistics.median(need)), "planned_steps": int(planned_steps),
                 "rows_resolved": sum(n <= planned_steps for n in need) / len(need)}
 
     def state_dict(self) -> dict[str, Any]:
@@ -98,6 +99,11 @@ class ArchSignal:
         self.steps = int(state["steps"])
         self.s1 = [t.to(torch.float64).clone() for t in state["s1"]]
         self.s2 = [t.to(torch.float64).clone() for t in state["s2"]]
+
+
+def _finite(x: float) -> float | None:
+    """None for an infinite value, so records stay strict JSON."""
+    return x if math.isfinite(x) else None
 
 
 def steps_to_resolve(snr: float) -> float:
@@ -111,7 +117,8 @@ def signal_line(summary: dict[str, Any]) -> str:
     """One progress-line fragment, e.g. ``arch signal: SNR 0.08, ~625 steps to decide a row (plan 270; 12% rows)``."""
     if not summary.get("rows"):
         return ""
-    need = summary["median_steps_to_resolve"]
-    need_s = "never" if not math.isfinite(need) else f"~{need:.0f} steps"
-    return (f"arch signal: SNR {summary['median_snr']:.2f} (floor {summary['snr_floor']:.2f}), {need_s} to decide "
+    need, snr = summary["median_steps_to_resolve"], summary["median_snr"]
+    need_s = "never" if need is None else f"~{need:.0f} steps"
+    snr_s = "exact" if snr is None else f"{snr:.2f}"
+    return (f"arch signal: SNR {snr_s} (floor {summary['snr_floor']:.2f}), {need_s} to decide "
             f"a row, {summary['rows_resolved']:.0%} of rows within the {summary['planned_steps']} planned")

@@ -220,7 +220,7 @@ def run_search(method: str, make_problem, cfg: RunConfig, out: str | Path, resum
                     for key, value in r.items():
                         if isinstance(value, (int, float)) and not isinstance(value, bool):
                             writer.add_scalar(f"{name}/{key}", value, state.step)
-                if record.get("arch_signal", {}).get("rows"):
+                if record.get("arch_signal", {}).get("median_snr") is not None:
                     writer.add_scalar("search/arch_signal_snr", record["arch_signal"]["median_snr"], state.step)
                 if progress:
                     tqdm.write(_epoch_line(record, decoded["lines"], n_epochs))
