@@ -30,7 +30,7 @@ from segnas.engine.loaders import train_loader  # noqa: E402
 from segnas.engine.trainer import resumed_config  # noqa: E402
 from segnas.objectives import LatencyTable  # noqa: E402
 from segnas.strategies.arch_signal import ArchSignal  # noqa: E402
-from segnas.strategies.differentiable import search_data  # noqa: E402
+from segnas.strategies.differentiable import epoch_steps, search_data  # noqa: E402
 
 
 def make_problem(method: str, cfg, data, run: Path, device: torch.device):
@@ -70,9 +70,7 @@ def main() -> int:
     params = problem.arch_parameters()
     signal = ArchSignal(params)
     sc = cfg.search
-    steps_per_epoch = min(len(data.train_a), len(data.train_b)) // sc.batch_size
-    if sc.steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, sc.steps_per_epoch)
+    steps_per_epoch = epoch_steps(sc, data)
     n, epoch = 16 if args.quick else max(2, args.batches), 0
     while signal.steps < n:
         for images, masks in train_loader(data.train_b, sc.batch_size, cfg.seed + 1, 1000 + epoch):

@@ -114,7 +114,8 @@ def steps_to_resolve(snr: float) -> float:
 
 
 def signal_line(summary: dict[str, Any]) -> str:
-    """One progress-line fragment, e.g. ``arch signal: SNR 0.08, ~625 steps to decide a row (plan 270; 12% rows)``."""
+    """One progress-line fragment, e.g. ``arch signal: SNR 0.08 (floor 0.09), ~625 steps to decide a row,
+    12% of rows within the 270 planned``."""
     if not summary.get("rows"):
         return ""
     need, snr = summary["median_steps_to_resolve"], summary["median_snr"]

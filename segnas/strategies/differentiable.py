@@ -81,6 +81,12 @@ def search_data(cfg: RunConfig, run: Path) -> SearchData:
                       train.num_classes, train.ignore_index)
 
 
+def epoch_steps(sc, data: SearchData) -> int:
+    """Steps in one search epoch: a trainA and a trainB batch each, capped by ``search.steps_per_epoch``."""
+    steps = min(len(data.train_a), len(data.train_b)) // sc.batch_size
+    return min(steps, sc.steps_per_epoch) if sc.steps_per_epoch else steps
+
+
 @dataclass
 class _State:
     step: int = 0
@@ -122,12 +128,10 @@ def run_search(method: str, make_problem, cfg: RunConfig, out: str | Path, resum
                             weight_decay=sc.weight_decay)
     opt_a = torch.optim.Adam(problem.arch_parameters(), lr=sc.arch_lr, betas=tuple(sc.arch_betas),
                              weight_decay=sc.arch_weight_decay)
-    steps_per_epoch = min(len(data.train_a), len(data.train_b)) // sc.batch_size
+    steps_per_epoch = epoch_steps(sc, data)
     if steps_per_epoch == 0:
         raise ConfigError(f"search.batch_size {sc.batch_size} is larger than trainA/trainB "
                           f"({len(data.train_a)}/{len(data.train_b)} images); lower it")
-    if sc.steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, sc.steps_per_epoch)
     n_epochs = sc.pretrain_epochs + sc.epochs
     total = n_epochs * steps_per_epoch
     state, history = _State(), []
