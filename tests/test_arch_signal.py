@@ -52,7 +52,13 @@ def test_a_constant_gradient_is_decided_at_once_and_pure_noise_is_not():
     s = noise.summary([p], planned_steps=400)
     assert s["median_snr"] < s["snr_floor"] and s["rows_resolved"] < 1.0
     assert s["median_steps_to_resolve"] is None or s["median_steps_to_resolve"] > 400
-    assert "arch signal: SNR" in signal_line(s) and "SNR exact" in signal_line(signal.summary([p], 10))
+    assert "SNR exact" in signal_line(signal.summary([p], 10))
+    zero_mean = ArchSignal([p])  # +g, -g, ...: the mean gradient is exactly zero, so no drift at all
+    g = rng.normal(0, 1, (3, 4))
+    _feed(zero_mean, [p], [(g,), (-g,)] * 4)
+    s = zero_mean.summary([p], planned_steps=400)
+    assert s["median_snr"] == 0.0 and s["median_steps_to_resolve"] is None and s["rows_resolved"] == 0.0
+    assert "no drift measurable in 8 steps" in signal_line(s) and "never" not in signal_line(s)
 
 
 def test_options_and_rows_without_any_gradient_are_left_out():

@@ -119,7 +119,9 @@ def signal_line(summary: dict[str, Any]) -> str:
     if not summary.get("rows"):
         return ""
     need, snr = summary["median_steps_to_resolve"], summary["median_snr"]
-    need_s = "never" if need is None else f"~{need:.0f} steps"
+    # a zero median SNR says the window was too short to see a drift, not that none exists
+    need_s = (f"median row: no drift measurable in {summary['steps']} steps" if need is None
+              else f"~{need:.0f} steps to decide a row")
     snr_s = "exact" if snr is None else f"{snr:.2f}"
-    return (f"arch signal: SNR {snr_s} (floor {summary['snr_floor']:.2f}), {need_s} to decide "
-            f"a row, {summary['rows_resolved']:.0%} of rows within the {summary['planned_steps']} planned")
+    return (f"arch signal: SNR {snr_s} (floor {summary['snr_floor']:.2f}), {need_s}, "
+            f"{summary['rows_resolved']:.0%} of rows within the {summary['planned_steps']} planned")
