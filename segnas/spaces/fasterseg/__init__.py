@@ -25,10 +25,10 @@ from torch import nn
 from ...errors import GenotypeError
 from ...genotype import Genotype
 from ..base import SearchSpace
-from .network import FasterSegNet
+from .derive import decode_branch
+from .network import SCALES, FasterSegNet
 
 OPS = ["skip", "conv", "conv_2x", "zoomed_conv", "zoomed_conv_2x"]
-SCALES = [8, 16, 32]
 
 
 def _positive_int(value: object) -> bool:
@@ -115,8 +115,6 @@ class FasterSegSpace(SearchSpace):
         Random baselines and latency calibration then see the networks a search
         can produce, not a deeper family of its own.
         """
-        from .derive import decode_branch
-
         args = self.resolve_args(args)
         layers, n_ops, chis = args["layers"], len(args["ops"]), args["chis"]
 

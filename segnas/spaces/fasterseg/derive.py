@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .lut import SCALES
+from .network import SCALES
 
 
 def _node_has_two_inputs(l: int, j: int) -> bool:

@@ -21,9 +21,7 @@ from torch import nn
 from ...genotype import Genotype
 from ...objectives.latency import LatencyTable, OpKey, op_probe
 from ...profile import measure_latency
-from .network import FusionHead, Refine, branch_specs, make_stem
-
-SCALES = (8, 16, 32)
+from .network import SCALES, FusionHead, Refine, branch_specs, make_stem
 
 
 def ceil_half(n: int) -> int:

@@ -19,6 +19,8 @@ from torch import nn
 
 from ...ops import ConvBNReLU, make_op, upsample_to
 
+SCALES = (8, 16, 32)  # the downsampling rates a cell can run at
+
 
 class SegHead(nn.Module):
     """3x3 conv-BN-ReLU then a 1x1 classifier; wide inputs are halved first (BiSeNet style)."""

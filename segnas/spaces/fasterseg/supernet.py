@@ -28,8 +28,8 @@ from torch import nn
 
 from ...errors import ConfigError
 from ...ops import make_op
-from .lut import SCALES, width_options
-from .network import Refine, SegHead, make_stem
+from .lut import width_options
+from .network import SCALES, Refine, SegHead, make_stem
 
 
 def subsets(branches: int) -> list[tuple[int, ...]]:
