@@ -52,9 +52,12 @@ class ArchSignal:
     def row_snr(self, params: Sequence[nn.Parameter]) -> list[float]:
         """Per row: SNR of the gradient of (leading - runner-up logit), the pair read off ``params``.
 
-        The pair comes from the current logits, not from the gradients, so its
-        choice does not inflate the estimate; the squared ratio is debiased by
-        the ``1/n`` that noise alone adds to a mean of ``n`` steps (0 = no signal).
+        The pair comes from the current logits, not from the gradients, so with
+        the logits held fixed (``benchmarks/arch_signal.py``) its choice does not
+        inflate the estimate; within a search epoch the logits moved with these
+        same gradients, which favours the leader a little. The squared ratio is
+        debiased by the ``1/n`` that noise alone adds to a mean of ``n`` steps
+        (0 = no signal).
         """
         n = self.steps
         out: list[float] = []
