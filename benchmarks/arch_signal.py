@@ -10,6 +10,11 @@ against the architecture steps the search's configuration has.
 
     python benchmarks/arch_signal.py --run runs/search [--batches 96] [--json out.json]
     python benchmarks/arch_signal.py --run runs/search --quick    # 16 batches
+    python benchmarks/arch_signal.py --run runs/search --set search.arch_loss=ce --set search.arch_batches=4
+
+``--set`` measures a variant of the architecture step (its loss, batches per
+step, batch size) at the same checkpoint; the steps needed are then steps of
+that variant, so compare them with its cost per step (``supernet_step.py``).
 """
 
 from __future__ import annotations
@@ -25,19 +30,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 
 from _common import machine, peak_rss_mb, write  # noqa: E402
+from segnas.config import with_overrides  # noqa: E402
 from segnas.engine.checkpoint import load_checkpoint  # noqa: E402
-from segnas.engine.loaders import train_loader  # noqa: E402
 from segnas.engine.trainer import resumed_config  # noqa: E402
 from segnas.objectives import LatencyTable  # noqa: E402
 from segnas.strategies.arch_signal import ArchSignal  # noqa: E402
-from segnas.strategies.differentiable import epoch_steps, search_data  # noqa: E402
+from segnas.strategies.differentiable import arch_step, epoch_steps, search_data, trainb_batches  # noqa: E402
 
 
 def make_problem(method: str, cfg, data, run: Path, device: torch.device):
     if method == "fasterseg":
         from segnas.spaces.fasterseg.search import FasterSegSearch
 
-        table = LatencyTable.load(run / "latency_table.json")  # the search's own, wherever this runs
+        # the search's own: the table it was given, or the one it measured into its folder
+        table = LatencyTable.load(cfg.search.lut or run / "latency_table.json")
         return FasterSegSearch(cfg.search, data.num_classes, data.ignore_index, table, cfg.seed, device)
     if method == "autodeeplab":
         from segnas.spaces.autodeeplab.search import AutoDeepLabSearch
@@ -52,11 +58,15 @@ def main() -> int:
     ap.add_argument("--batches", type=int, default=96)
     ap.add_argument("--root", default=None, help="dataset folder, when it moved since the search")
     ap.add_argument("--quick", action="store_true", help="16 batches")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="change the search config before measuring (e.g. search.arch_loss=ce)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     run = Path(args.run)
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt", required=("search",))
     cfg = resumed_config(ckpt, None, "search")
+    if args.set:
+        cfg = with_overrides(cfg, args.set)
     if args.root:
         cfg.data.root = args.root
     if cfg.threads:
@@ -72,11 +82,10 @@ def main() -> int:
     sc = cfg.search
     steps_per_epoch = epoch_steps(sc, data)
     n, epoch = 16 if args.quick else max(2, args.batches), 0
-    while signal.steps < n:
-        for images, masks in train_loader(data.train_b, sc.batch_size, cfg.seed + 1, 1000 + epoch):
-            for p in params:
-                p.grad = None
-            problem.arch_backward(images.to(device), masks.to(device))
+    while signal.steps < n:  # epochs past the search's own, so no batch repeats one the search used last
+        stream = trainb_batches(data, sc, cfg.seed + 1, 1000 + epoch)
+        for _ in range(steps_per_epoch):
+            arch_step(problem, [next(stream) for _ in range(sc.arch_batches)], device)
             signal.update(params)
             if signal.steps >= n:
                 break
@@ -84,6 +93,7 @@ def main() -> int:
     summary = signal.summary(params, sc.epochs * steps_per_epoch)
     write({"benchmark": "arch_signal", "run": str(run), "method": ckpt["method"],
            "epochs_done": int(ckpt["epochs_done"]), "batches": signal.steps, "batch_size": sc.batch_size,
+           "arch_batches": sc.arch_batches, "arch_loss": sc.arch_loss or "method's own", "overrides": args.set,
            "arch_lr": sc.arch_lr, **summary, "wall_s": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb(),
            "machine": machine()}, args.json)
     return 0

@@ -11,6 +11,10 @@ on CamVid val. Target: searched >= median(random) + 3 mIoU.
     python benchmarks/camvid_search.py --out runs/bench_search [--json benchmarks/results/camvid_search_cpu.json]
     python benchmarks/camvid_search.py --quick     # pipeline check, under 5 minutes
     python benchmarks/camvid_search.py --out runs/bench_search --resume   # continue a killed run
+
+``--search-set search.lut=runs/<earlier>/search/latency_table.json`` reuses an
+earlier run's table: no time spent measuring it, and the random latency band of
+the two runs is the same.
 """
 
 from __future__ import annotations
@@ -76,7 +80,7 @@ def main() -> int:
                                    progress=True)
     search_s = time.perf_counter() - t0
     hw, num_classes = tuple(scfg.search.deploy_size), search["num_classes"]
-    table = LatencyTable.load(out / "search" / "latency_table.json")
+    table = LatencyTable.load(scfg.search.lut or out / "search" / "latency_table.json")  # the search's own
     student, teacher = load_genotype(out / "search" / "student.json"), load_genotype(out / "search" / "teacher.json")
     target = estimate_latency(student, table, hw, num_classes)
     space = get_space("fasterseg")

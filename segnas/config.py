@@ -96,6 +96,8 @@ class SearchConfig:
     arch_weight_decay: float = 0.0
     ohem_thresh: float = 0.7
     ohem_min_kept: int = 1000  # pixels at 1/8 resolution
+    arch_loss: str | None = None  # architecture step's loss: None = the method's own; "ce" averages every pixel
+    arch_batches: int = 1  # trainB batches averaged into one architecture step (less noise per step)
     space_args: dict = field(default_factory=dict)
     genotype_args: dict = field(default_factory=dict)  # space args of the derived networks (e.g. a larger F)
     cosearch: bool = True  # also search a teacher (widest, no latency loss)
@@ -205,7 +207,7 @@ def _merge(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
 
 _CHOICES = {"train.optimizer": ("sgd", "adam"), "train.schedule": ("poly", "exp", "constant"),
             "search.lr_schedule": ("exp", "cosine"),
-            "train.loss": ("ohem", "ce")}
+            "train.loss": ("ohem", "ce"), "search.arch_loss": (None, "ohem", "ce")}
 _RANGES = {  # key: (lowest, highest, lowest allowed itself)
     "train.epochs": (1, None, True), "train.batch_size": (1, None, True), "train.lr": (0, None, False),
     "train.momentum": (0, 1, True), "train.weight_decay": (0, None, True), "train.poly_power": (0, None, False),
@@ -221,6 +223,7 @@ _RANGES = {  # key: (lowest, highest, lowest allowed itself)
     "search.teacher_chi": (1, None, True), "search.sandwich_random": (0, None, True), "search.tau": (0, None, False),
     "search.latency_lambda": (0, None, True), "search.target_latency_ms": (0, None, False),
     "search.lut_repeats": (1, None, True), "search.select_images": (0, None, True), "search.lr_min": (0, None, True),
+    "search.arch_batches": (1, None, True),
     "data.num_workers": (0, None, True), "data.synthetic_train": (1, None, True),
     "data.synthetic_val": (1, None, True), "data.num_classes": (1, 254, True), "threads": (1, None, True),
 }
@@ -238,7 +241,8 @@ def validate(cfg: RunConfig) -> RunConfig:
                               + (f" and <= {high}" if high is not None else ""))
     for key, options in _CHOICES.items():
         if _get(cfg, key) not in options:
-            raise ConfigError(f"config key '{key}' is {_get(cfg, key)!r}; choose one of {', '.join(options)}")
+            raise ConfigError(f"config key '{key}' is {_get(cfg, key)!r}; choose one of "
+                              + ", ".join("null" if o is None else o for o in options))
     if cfg.train.ema_decay is not None and not 0 < cfg.train.ema_decay < 1:
         raise ConfigError(f"config key 'train.ema_decay' is {cfg.train.ema_decay}; it must be in (0, 1) or null")
     if cfg.train.momentum >= 1:
@@ -313,6 +317,13 @@ def make_config(preset: str = "cpu", file: str | Path | None = None,
     if overrides:
         _merge(cfg, parse_overrides(overrides))
     return validate(cfg)
+
+
+def with_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
+    """A checked copy of ``cfg`` with ``--set`` style overrides (e.g. to measure a saved run's variant)."""
+    out = copy.deepcopy(cfg)
+    _merge(out, parse_overrides(overrides))
+    return validate(out)
 
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:

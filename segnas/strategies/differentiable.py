@@ -3,7 +3,8 @@
 Weights are updated on trainA with SGD, architecture parameters on trainB
 with Adam (two optimisers, two parameter groups), alternating step by step
 after ``pretrain_epochs`` of weight-only training (DARTS first order, as
-FasterSeg and Auto-DeepLab use). The space supplies a *problem* object with
+FasterSeg and Auto-DeepLab use); an architecture step may average several
+trainB batches (``search.arch_batches``) when one is too noisy to decide on. The space supplies a *problem* object with
 the losses and the decoding (``derive`` returns the genotypes, a record and a
 progress line per architecture); this module owns the loop, the learning-rate
 schedule (exponential per epoch or cosine per step), the data halves, the
@@ -26,7 +27,7 @@ import json
 import math
 import time
 from dataclasses import dataclass
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -85,6 +86,39 @@ def epoch_steps(sc, data: SearchData) -> int:
     """Steps in one search epoch: a trainA and a trainB batch each, capped by ``search.steps_per_epoch``."""
     steps = min(len(data.train_a), len(data.train_b)) // sc.batch_size
     return min(steps, sc.steps_per_epoch) if sc.steps_per_epoch else steps
+
+
+def trainb_batches(data: SearchData, sc, seed: int, epoch: int, start_step: int = 0,
+                   num_workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """trainB batches for one epoch's architecture steps from ``start_step`` on, ``search.arch_batches`` per step.
+
+    They come in passes over trainB, each pass its own shuffle and augmentation
+    (``epoch * passes + pass``), so a resumed epoch sees the same batches; with
+    one batch per step this is the single pass ``epoch``.
+    """
+    k, per_pass = sc.arch_batches, len(data.train_b) // sc.batch_size
+    passes = math.ceil(epoch_steps(sc, data) * k / per_pass)
+    first = start_step * k
+    for p in range(first // per_pass, passes):
+        skip = first - p * per_pass if p == first // per_pass else 0
+        yield from train_loader(data.train_b, sc.batch_size, seed, epoch * passes + p, skip, num_workers)
+
+
+def arch_step(problem: BilevelProblem, batches: list, device: torch.device) -> dict[str, float]:
+    """Architecture gradients averaged over ``batches``: one forward and backward each, so the memory
+    stays that of one batch while the noise of the step falls as 1/sqrt(len(batches))."""
+    params = problem.arch_parameters()
+    for p in params:
+        p.grad = None
+    logs: dict[str, float] = {}
+    for images, masks in batches:
+        for key, value in problem.arch_backward(images.to(device), masks.to(device)).items():
+            logs[key] = logs.get(key, 0.0) + value / len(batches)
+    if len(batches) > 1:
+        for p in params:
+            if p.grad is not None:
+                p.grad.div_(len(batches))
+    return logs
 
 
 @dataclass
@@ -173,9 +207,8 @@ def run_search(method: str, make_problem, cfg: RunConfig, out: str | Path, resum
                 start = state.step - epoch * steps_per_epoch
                 if start < steps_per_epoch:
                     loader_a = train_loader(data.train_a, sc.batch_size, cfg.seed, epoch, start, cfg.data.num_workers)
-                    loader_b = train_loader(data.train_b, sc.batch_size, cfg.seed + 1, epoch, start,
-                                            cfg.data.num_workers)
-                    for (img_a, mask_a), (img_b, mask_b) in zip(loader_a, loader_b):
+                    stream_b = trainb_batches(data, sc, cfg.seed + 1, epoch, start, cfg.data.num_workers)
+                    for img_a, mask_a in loader_a:
                         lr = search_lr(sc, epoch, state.step, total)
                         for group in opt_w.param_groups:
                             group["lr"] = lr
@@ -185,8 +218,7 @@ def run_search(method: str, make_problem, cfg: RunConfig, out: str | Path, resum
                             nn.utils.clip_grad_norm_(problem.weight_parameters(), sc.grad_clip)
                         opt_w.step()
                         if searching:
-                            opt_a.zero_grad(set_to_none=True)
-                            logs.update(problem.arch_backward(img_b.to(device), mask_b.to(device)))
+                            logs.update(arch_step(problem, [next(stream_b) for _ in range(sc.arch_batches)], device))
                             signal.update(problem.arch_parameters())
                             opt_a.step()
                         state.step += 1

@@ -54,6 +54,9 @@ class AutoDeepLabSearch:
             if genotype_args[key] != args[key]:
                 raise ConfigError(f"search.genotype_args.{key}: the derived network must keep the searched "
                                   f"{key}; change search.space_args.{key} instead")
+        if cfg.arch_loss == "ohem":
+            raise ConfigError("search.arch_loss: Auto-DeepLab's search uses plain cross-entropy for weights and "
+                              "architecture; leave it unset or set 'ce'")
         return args, genotype_args
 
     def weight_parameters(self) -> list[torch.nn.Parameter]:

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from ...config import SearchConfig
 from ...errors import ConfigError
 from ...genotype import Genotype
-from ...losses import OhemCrossEntropy
+from ...losses import CrossEntropy, OhemCrossEntropy
 from ...metrics import ConfusionMatrix
 from ...objectives.latency import LatencyMiss, LatencyTable, latency_environment
 from ...strategies.differentiable import run_search
@@ -47,6 +47,8 @@ class FasterSegSearch:
         st = self.net.specs["student"]
         self.relaxed = RelaxedLatency(table, self.args, cfg.deploy_size, st["chis"], st["stem_chi"], st["head_chi"])
         self.criterion = OhemCrossEntropy(ignore_index, cfg.ohem_thresh, cfg.ohem_min_kept)
+        # OHEM's hard-pixel subset changes every step; "ce" gives the architecture step every pixel
+        self.arch_criterion = CrossEntropy(ignore_index) if cfg.arch_loss == "ce" else self.criterion
         self.last_arch_logs: dict[str, float] = {}
 
     @staticmethod
@@ -83,13 +85,14 @@ class FasterSegSearch:
         self.latency_lambda = float(state["latency_lambda"])
 
     # -- losses ----------------------------------------------------------------
-    def _loss(self, preds: dict, masks: torch.Tensor) -> torch.Tensor:
-        """OHEM cross-entropy summed over every head, at the heads' 1/8 resolution."""
+    def _loss(self, preds: dict, masks: torch.Tensor, criterion=None) -> torch.Tensor:
+        """OHEM cross-entropy (or ``criterion``) summed over every head, at the heads' 1/8 resolution."""
         target = masks[:, ::8, ::8]
+        criterion = self.criterion if criterion is None else criterion
         total = None
         for logits in preds.values():
             t = target[:, : logits.shape[-2], : logits.shape[-1]]
-            loss = self.criterion(logits, t)
+            loss = criterion(logits, t)
             total = loss if total is None else total + loss
         return total
 
@@ -141,7 +144,7 @@ class FasterSegSearch:
         for name in self.net.specs:
             mode = "gumbel" if name == "student" else "max"
             widths = self.net.sample_widths(name, mode, self.generator, self.cfg.tau)
-            loss = self._loss(self.net(images, name, widths), masks)
+            loss = self._loss(self.net(images, name, widths), masks, self.arch_criterion)
             logs[f"arch_loss_{name}"] = float(loss.detach())
             if name == "student" and self.latency_lambda > 0:
                 lat, parts = self.decoupled_latency(widths)

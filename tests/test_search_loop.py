@@ -1,0 +1,102 @@
+"""The shared bilevel loop: trainB batches per architecture step, averaged architecture gradients, their loss."""
+
+import pytest
+import torch
+
+from segnas.config import make_config
+from segnas.engine.loaders import train_loader
+from segnas.errors import ConfigError
+from segnas.spaces.autodeeplab.search import SEARCH_PRESETS as ADL_PRESETS, AutoDeepLabSearch, run_autodeeplab_search
+from segnas.spaces.fasterseg.search import SEARCH_PRESETS as FS_PRESETS, FasterSegSearch
+from segnas.strategies.differentiable import arch_step, epoch_steps, search_data, trainb_batches
+
+from test_fasterseg_search import ARGS, HW, fake_table
+
+
+def _cfg(presets, **search):
+    return make_config("tiny", method_presets=presets,
+                       extra={"data": {"dataset": "synthetic"}, **({"search": search} if search else {})})
+
+
+def _same(a, b) -> bool:
+    return len(a) == len(b) and all(torch.equal(x[0], y[0]) and torch.equal(x[1], y[1]) for x, y in zip(a, b))
+
+
+def test_one_trainb_batch_per_step_is_the_epochs_single_pass(tmp_path):
+    cfg = _cfg(ADL_PRESETS, batch_size=2, steps_per_epoch=None)
+    data = search_data(cfg, tmp_path)
+    sc = cfg.search
+    steps = epoch_steps(sc, data)
+    got = list(trainb_batches(data, sc, 5, epoch=2))
+    want = list(train_loader(data.train_b, sc.batch_size, 5, 2))[:steps]
+    assert len(got) == steps and _same(got, want)
+
+
+def test_several_trainb_batches_per_step_resume_where_they_stopped(tmp_path):
+    cfg = _cfg(ADL_PRESETS, batch_size=2, steps_per_epoch=None, arch_batches=3)
+    data = search_data(cfg, tmp_path)
+    sc = cfg.search
+    steps, per_pass = epoch_steps(sc, data), len(data.train_b) // sc.batch_size
+    full = list(trainb_batches(data, sc, 5, epoch=1))
+    assert len(full) >= 3 * steps > per_pass  # more than one pass over trainB in an epoch
+    tail = list(trainb_batches(data, sc, 5, epoch=1, start_step=2))
+    assert _same(tail, full[6:])
+    # each pass is its own shuffle: the second pass is not the first one repeated
+    assert not _same(full[per_pass:2 * per_pass], full[:per_pass])
+    # and another epoch draws other batches
+    assert not _same(list(trainb_batches(data, sc, 5, epoch=2))[:3], full[:3])
+
+
+def _arch_grads(problem, batches):
+    arch_step(problem, batches, torch.device("cpu"))
+    return [p.grad.clone() for p in problem.arch_parameters()]
+
+
+def test_arch_step_averages_the_gradients_of_its_batches():
+    torch.manual_seed(0)
+    problem = AutoDeepLabSearch(_cfg(ADL_PRESETS).search, num_classes=4, ignore_index=255)
+    b1 = (torch.randn(2, 3, 48, 48), torch.randint(0, 4, (2, 48, 48)))
+    b2 = (torch.randn(2, 3, 48, 48), torch.randint(0, 4, (2, 48, 48)))
+    g1, g2 = _arch_grads(problem, [b1]), _arch_grads(problem, [b2])
+    both = _arch_grads(problem, [b1, b2])
+    assert all(torch.allclose(m, (a + b) / 2, atol=1e-7) for m, a, b in zip(both, g1, g2))
+    assert all(torch.allclose(m, a, atol=1e-7) for m, a in zip(_arch_grads(problem, [b1, b1]), g1))
+    assert all(p.grad is None for p in problem.weight_parameters())
+
+
+def test_search_with_several_trainb_batches_per_step_resumes_to_the_same_genotype(tmp_path):
+    cfg = _cfg(ADL_PRESETS, arch_batches=3)
+    full = run_autodeeplab_search(cfg, tmp_path / "full", progress=False)
+    assert full["final"]["arch_signal"]["steps"] == epoch_steps(cfg.search, search_data(cfg, tmp_path))
+    assert run_autodeeplab_search(cfg, tmp_path / "killed", stop_after=3, progress=False)["interrupted"]
+    run_autodeeplab_search(cfg, tmp_path / "killed", resume=True, progress=False)
+    assert (tmp_path / "killed" / "genotype.json").read_text() == (tmp_path / "full" / "genotype.json").read_text()
+
+
+@pytest.mark.parametrize("arch_loss", [None, "ce"])
+def test_fasterseg_architecture_loss_is_ohem_or_plain_cross_entropy(arch_loss):
+    torch.manual_seed(0)
+    # OHEM keeps only the two hardest pixels here (none is under p = 0.05), so the two losses differ
+    cfg = _cfg(FS_PRESETS, arch_loss=arch_loss, space_args=dict(ARGS), deploy_size=list(HW), teacher_chi=2,
+               ohem_thresh=0.05, ohem_min_kept=2)
+    search = FasterSegSearch(cfg.search, 3, 255, fake_table(), seed=0)
+    images, masks = torch.randn(2, 3, 64, 96), torch.randint(0, 3, (2, 64, 96))
+    masks[:, :32] = 255
+    logs = search.arch_backward(images, masks)
+    with torch.no_grad():  # the teacher runs at its widest: deterministic, so the loss can be recomputed
+        preds = search.net(images, "teacher", search.net.sample_widths("teacher", "max"))
+    target = masks[:, ::8, ::8]
+    ce = sum(torch.nn.functional.cross_entropy(p, target[:, : p.shape[-2], : p.shape[-1]], ignore_index=255)
+             for p in preds.values())
+    ohem = search._loss(preds, masks)  # the weights' loss, OHEM
+    assert float(ohem) > float(ce)  # OHEM averages the hardest pixels only
+    assert logs["arch_loss_teacher"] == pytest.approx(float(ce if arch_loss == "ce" else ohem), rel=1e-5)
+
+
+def test_arch_loss_is_checked():
+    with pytest.raises(ConfigError, match="search.arch_loss.*ohem, ce"):
+        make_config("tiny", overrides=["search.arch_loss=focal"])
+    with pytest.raises(ConfigError, match="search.arch_batches"):
+        make_config("tiny", overrides=["search.arch_batches=0"])
+    with pytest.raises(ConfigError, match="search.arch_loss: Auto-DeepLab"):
+        AutoDeepLabSearch(_cfg(ADL_PRESETS, arch_loss="ohem").search, 4, 255)
