@@ -40,10 +40,9 @@ from segnas.strategies.differentiable import arch_step, epoch_steps, search_data
 
 def make_problem(method: str, cfg, data, run: Path, device: torch.device):
     if method == "fasterseg":
-        from segnas.spaces.fasterseg.search import FasterSegSearch
+        from segnas.spaces.fasterseg.search import FasterSegSearch, search_table_file
 
-        # the search's own: the table it was given, or the one it measured into its folder
-        table = LatencyTable.load(cfg.search.lut or run / "latency_table.json")
+        table = LatencyTable.load(search_table_file(cfg.search, run))  # unchecked: the search's own, wherever this runs
         return FasterSegSearch(cfg.search, data.num_classes, data.ignore_index, table, cfg.seed, device)
     if method == "autodeeplab":
         from segnas.spaces.autodeeplab.search import AutoDeepLabSearch

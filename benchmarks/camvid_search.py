@@ -38,7 +38,7 @@ from segnas.objectives import LatencyTable  # noqa: E402
 from segnas.profile import measure_latency  # noqa: E402
 from segnas.spaces import get_space  # noqa: E402
 from segnas.spaces.fasterseg.lut import estimate_latency  # noqa: E402
-from segnas.spaces.fasterseg.search import SEARCH_PRESETS, run_fasterseg_search  # noqa: E402
+from segnas.spaces.fasterseg.search import SEARCH_PRESETS, run_fasterseg_search, search_table_file  # noqa: E402
 
 QUICK_SEARCH = ["search.pretrain_epochs=1", "search.epochs=1", "search.steps_per_epoch=6", "search.select_images=4",
                 "search.lut_repeats=2", "data.crop=[128,128]", "data.max_val_images=10"]
@@ -80,7 +80,7 @@ def main() -> int:
                                    progress=True)
     search_s = time.perf_counter() - t0
     hw, num_classes = tuple(scfg.search.deploy_size), search["num_classes"]
-    table = LatencyTable.load(scfg.search.lut or out / "search" / "latency_table.json")  # the search's own
+    table = LatencyTable.load(search_table_file(scfg.search, out / "search"))
     student, teacher = load_genotype(out / "search" / "student.json"), load_genotype(out / "search" / "teacher.json")
     target = estimate_latency(student, table, hw, num_classes)
     space = get_space("fasterseg")

@@ -27,7 +27,7 @@ from .objectives.latency import LatencyTable
 from .profile import profile
 from .spaces import get_space
 from .spaces.fasterseg.lut import estimate_latency
-from .spaces.fasterseg.search import SEARCH_PRESETS, run_fasterseg_search
+from .spaces.fasterseg.search import SEARCH_PRESETS, run_fasterseg_search, search_table_file
 
 DEPLOY = (360, 480)
 
@@ -81,7 +81,7 @@ def run_demo(out: Path | None = None, quick: bool = False) -> int:
     train_cfg = make_config(preset, overrides=[] if quick else RETRAIN, extra={"data": {"dataset": "synthetic"}})
     val = build_dataset("synthetic", None, "val", transform=EvalTransform(), seed=train_cfg.seed,
                         **dataset_kwargs(train_cfg.data, "val"))
-    table = LatencyTable.load(out / "search" / "latency_table.json")
+    table = LatencyTable.load(search_table_file(search_cfg.search, out / "search"))
     deploy = tuple(search_cfg.search.deploy_size)
     student = load_genotype(out / "search" / "student.json")
     teacher = load_genotype(out / "search" / "teacher.json")

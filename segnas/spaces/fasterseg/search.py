@@ -268,6 +268,12 @@ SEARCH_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def search_table_file(sc: SearchConfig, run: Path) -> Path:
+    """Where the latency table of the search in ``run`` is: the one it was given
+    (``search.lut``), else the one it measured into its folder."""
+    return Path(sc.lut) if sc.lut else run / "latency_table.json"
+
+
 def fasterseg_table(cfg, num_classes: int, run: Path | None, device: torch.device,
                     progress: bool = True) -> LatencyTable:
     """The search's latency table: the user's (checked for this machine and complete), or one
@@ -286,7 +292,7 @@ def fasterseg_table(cfg, num_classes: int, run: Path | None, device: torch.devic
                               f"{sc.deploy_size[0]}x{sc.deploy_size[1]} and {num_classes} classes with "
                               "'segnas latency build --space fasterseg'")
         return table
-    path = run / "latency_table.json" if run is not None else None
+    path = search_table_file(sc, run) if run is not None else None
     if path is not None and path.is_file():
         table = LatencyTable.load(path, env)
     else:
