@@ -8,6 +8,13 @@ student's are retrained identically (KL distillation from the same teacher), and
 FasterSeg with the same recipe but no teacher. All from scratch, evaluated
 on CamVid val. Target: searched >= median(random) + 3 mIoU.
 
+One retrain per network leaves the comparison at the mercy of retrain noise
+(a random arm spreads over 5-6 mIoU), so ``--retrain-seeds 0,1,2`` retrains
+every network (teacher included: each seed's students learn from that seed's
+teacher) once per seed, and compares the student's mean with the median of
+the random students' means. Seed 0 keeps the plain folder names, so an earlier
+single-seed run in ``--out`` is reused through ``--resume``.
+
     python benchmarks/camvid_search.py --out runs/bench_search [--json benchmarks/results/camvid_search_cpu.json]
     python benchmarks/camvid_search.py --quick     # pipeline check, under 5 minutes
     python benchmarks/camvid_search.py --out runs/bench_search --resume   # continue a killed run
@@ -66,6 +73,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     camvid_search_args(ap)
     ap.add_argument("--random", type=int, default=5, help="random students in the latency band")
+    ap.add_argument("--retrain-seeds", default="0", type=_seeds,
+                    help="comma-separated retrain seeds; every network is retrained once per seed")
     args = ap.parse_args()
     root = camvid_root(args.root)
     if root is None:
@@ -86,37 +95,67 @@ def main() -> int:
     space = get_space("fasterseg")
     randoms = random_band(space, student.space_args, table, hw, num_classes, target, n_random, seed=1)
 
-    def train(name, genotype, teacher_run=None):
-        cfg = make_config("cpu", overrides=(QUICK_TRAIN if args.quick else ["train.eval_every=180"]) + args.train_set,
-                          extra=data)
+    def train(name, genotype, seed, teacher_run=None):
+        cfg = make_config("cpu", overrides=(QUICK_TRAIN if args.quick else ["train.eval_every=180"]) + args.train_set
+                          + [f"seed={seed}"], extra=data)
         if teacher_run is not None:
             cfg.train.distill_teacher = str(teacher_run / "checkpoints" / "best.pt")
         result = retrain(genotype, cfg, out / name, resume=resumable(out / name, args.resume), progress=True)
+        return {"seed": seed, "run": name, "val_miou": result["best_miou"], "wall_s": result["wall_s"]}
+
+    def network(genotype):
         net = space.build(genotype, num_classes, aux=False)
         measured = measure_latency(net, (1, 3, *hw), "cpu", warmup=2, repeats=5)["latency_ms"]
         est = estimate_latency(genotype, table, hw, num_classes) if genotype.space_args == student.space_args or \
             genotype.space_args == teacher.space_args else None
-        return {"archid": genotype.archid, "val_miou": result["best_miou"], "estimated_ms": est,
-                "measured_ms": measured, "wall_s": result["wall_s"]}
+        return {"archid": genotype.archid, "estimated_ms": est, "measured_ms": measured, "runs": []}
 
-    rows = {"teacher": train("teacher", teacher)}
-    rows["student"] = train("student", student, out / "teacher")
-    rows["random"] = [train(f"random{i}", g, out / "teacher") for i, (g, _) in enumerate(randoms)]
-    rows["zoo_fasterseg"] = train("zoo_fasterseg", zoo.get("fasterseg"))
-    rand = [r["val_miou"] for r in rows["random"]]
+    nets = {"teacher": (teacher, False), "student": (student, True),
+            **{f"random{i}": (g, True) for i, (g, _) in enumerate(randoms)},
+            "zoo_fasterseg": (zoo.get("fasterseg"), False)}
+    rows = {name: network(g) for name, (g, _) in nets.items()}
+    for seed in args.retrain_seeds:
+        suffix = "" if seed == 0 else f"_s{seed}"
+        for name, (g, kd) in nets.items():
+            teacher_run = out / f"teacher{suffix}" if kd else None
+            rows[name]["runs"].append(train(name + suffix, g, seed, teacher_run))
+    for row in rows.values():
+        row["val_miou"] = statistics.mean(r["val_miou"] for r in row["runs"])
+    rand = [rows[f"random{i}"]["val_miou"] for i in range(len(randoms))]
     median = statistics.median(rand) if rand else None
+    per_seed = []
+    for k, seed in enumerate(args.retrain_seeds):
+        rand_s = [rows[f"random{i}"]["runs"][k]["val_miou"] for i in range(len(randoms))]
+        if rand_s:
+            per_seed.append({"seed": seed, "student": rows["student"]["runs"][k]["val_miou"],
+                             "random_median": statistics.median(rand_s),
+                             "difference": rows["student"]["runs"][k]["val_miou"] - statistics.median(rand_s)})
     write({
         "benchmark": "camvid_search", "method": "fasterseg", "preset": "cpu", "quick": args.quick,
         "resumed": args.resume,
         "pretrained": False, "deploy_size": list(hw), "search_s": search_s, "search_loop_s": search.get("wall_s"),
-        "search_final": search["final"], "results": rows, "random_found": len(randoms), "random_band": BAND,
-        "random_median_miou": median,
+        "search_final": search["final"], "retrain_seeds": args.retrain_seeds,
+        "results": {"teacher": rows["teacher"], "student": rows["student"],
+                    "random": [rows[f"random{i}"] for i in range(len(randoms))], "zoo_fasterseg": rows["zoo_fasterseg"]},
+        "random_found": len(randoms), "random_band": BAND,
+        "random_median_miou": median, "per_seed": per_seed,
         "searched_minus_random_median": None if median is None else rows["student"]["val_miou"] - median,
         "target": "searched >= random median + 0.03 mIoU",
         "meets_target": None if median is None else rows["student"]["val_miou"] >= median + 0.03,
         "wall_s": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb(), "machine": machine(),
     }, args.json)
     return 0
+
+
+def _seeds(text: str) -> list[int]:
+    """``"0,1,2"`` -> [0, 1, 2]: distinct non-negative retrain seeds, seed order kept."""
+    try:
+        seeds = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give distinct non-negative seeds, e.g. 0,1,2")
+    return seeds
 
 
 if __name__ == "__main__":
