@@ -187,7 +187,7 @@ def cmd_latency(args: argparse.Namespace) -> int:
                    "num_classes": num_classes, "teacher_chi": teacher})
     if out.exists() and not args.extend:
         raise SegnasError(f"{out}: exists; pass --extend to add missing entries to it, or choose another --out")
-    measured = table.build(keys, probe, device, warmup=2, repeats=args.repeats, progress=not args.quiet)
+    measured = table.build(keys, probe, device, repeats=args.repeats, progress=not args.quiet)
     cal = calibrate_table(table, space_args, args.input, num_classes, device, repeats=args.repeats, seed=cfg.seed)
     table.save(out)
     print(f"{out}: {len(table)} entries ({measured} measured now) for {args.space} at "
@@ -319,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", type=parse_hw, required=True, metavar="HxW", help="deployment input size")
     p.add_argument("--out", default="latency_table.json", help="table file (default: latency_table.json)")
     p.add_argument("--extend", action="store_true", help="add missing entries to an existing table")
-    p.add_argument("--repeats", type=int, default=5, help="timed repeats per entry (median)")
+    p.add_argument("--repeats", type=int, default=5, help="timing rounds; each entry keeps its fastest")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _config_args(p)
     p.set_defaults(func=cmd_latency)

@@ -112,7 +112,7 @@ class SearchConfig:
     select_exponent: float = -0.07  # w in ACC * (LAT / T)^w
     deploy_size: list[int] = field(default_factory=lambda: [360, 480])  # [H, W] the latency is for
     lut: str | None = None  # latency table; None: measure one into the run folder
-    lut_repeats: int = 5
+    lut_repeats: int = 5  # timing rounds of the table; an entry keeps its fastest
     select_images: int = 16  # trainB images scoring the decoded architectures each epoch (0: none)
 
 

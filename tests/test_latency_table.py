@@ -1,17 +1,59 @@
 import json
+import time
 
 import pytest
+import torch
+from torch import nn
 
 from segnas.errors import SegnasError
-from segnas.objectives import LatencyMiss, LatencyTable, OpKey, latency_environment
+from segnas.objectives import LatencyMiss, LatencyTable, OpKey, interleaved_fastest, latency_environment
 
 
 @pytest.fixture
 def table():
     t = LatencyTable(latency_environment("cpu"))
-    t.measure(OpKey("conv_2x", 16, 24, 8, 16, 2), repeats=2, warmup=1)
-    t.measure(OpKey("zoomed_conv", 16, 24, 8, 8, 1), repeats=2, warmup=1)
+    assert t.build([OpKey("conv_2x", 16, 24, 8, 16, 2), OpKey("zoomed_conv", 16, 24, 8, 8, 1)], repeats=2) == 2
     return t
+
+
+class _Spell(nn.Module):
+    """Sleeps 40 ms while the shared call count is below ``slow_calls``, then 1 ms: a slow spell of the machine."""
+
+    def __init__(self, calls: list[str], name: str, slow_calls: int) -> None:
+        super().__init__()
+        self.calls, self.name, self.slow_calls = calls, name, slow_calls
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.04 if len(self.calls) < self.slow_calls else 0.001)
+        self.calls.append(self.name)
+        return x
+
+
+def test_entries_are_the_fastest_of_interleaved_rounds():
+    # 2 keys x 2 rounds x (1 warm-up + 1 timed call): the spell covers the first round of *both*
+    # keys, so each keeps a fast entry; timed in one burst per key, the first would be all slow
+    calls: list[str] = []
+    keys = [OpKey("a", 4, 4, 1, 1), OpKey("b", 4, 4, 1, 1)]
+    t = LatencyTable(latency_environment("cpu"))
+    t.build(keys, probe=lambda k: (_Spell(calls, k.op, slow_calls=4), [(1, 1, 4, 4)]), warmup=1, repeats=2)
+    assert calls == ["a", "a", "b", "b"] * 2
+    assert all(v < 20.0 for v in t.entries.values()), t.entries
+    assert t.build(keys, probe=lambda k: (_Spell(calls, k.op, 0), [(1, 1, 4, 4)])) == 0  # nothing left to measure
+
+
+def test_building_a_table_leaves_the_global_rng_alone():
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    LatencyTable(latency_environment("cpu")).build([OpKey("conv", 8, 8, 4, 4)], repeats=1)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_interleaved_fastest_times_every_network_once_per_round():
+    calls: list[str] = []
+    nets = [_Spell(calls, "a", 0), _Spell(calls, "b", 0)]
+    times = interleaved_fastest(nets, (1, 1, 2, 2), rounds=3)
+    assert calls == ["a", "a", "b", "b"] * 3 and [len(t) for t in times] == [3, 3]
 
 
 def test_measured_entries_round_trip(tmp_path, table):
@@ -46,12 +88,13 @@ def test_corrupt_table_is_one_clear_error(tmp_path):
         LatencyTable.load(bad)
 
 
-def test_tables_timed_the_old_way_are_refused(tmp_path, table):
+@pytest.mark.parametrize("old", [1, 2])  # 1: hot caches; 2: the median of one burst per entry
+def test_tables_timed_the_old_way_are_refused(tmp_path, table, old):
     path = table.save(tmp_path / "lut.json")
     data = json.loads(path.read_text())
-    data["format"] = 1  # entries timed with hot caches
+    data["format"] = old
     path.write_text(json.dumps(data))
-    with pytest.raises(SegnasError, match="format 1.*timed differently.*segnas latency build"):
+    with pytest.raises(SegnasError, match=f"format {old}.*timed differently.*segnas latency build"):
         LatencyTable.load(path, latency_environment("cpu"))
 
 

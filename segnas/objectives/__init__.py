@@ -1,5 +1,5 @@
 """Objectives beyond accuracy: latency lookup tables (FLOPs and parameters live in segnas.profile)."""
 
-from .latency import LatencyMiss, LatencyTable, OpKey, latency_environment
+from .latency import LatencyMiss, LatencyTable, OpKey, interleaved_fastest, latency_environment
 
-__all__ = ["LatencyMiss", "LatencyTable", "OpKey", "latency_environment"]
+__all__ = ["LatencyMiss", "LatencyTable", "OpKey", "interleaved_fastest", "latency_environment"]

@@ -2,13 +2,20 @@
 
 A table maps an operator instance (name, input size, channels in/out, stride,
 and a free ``extra`` field for blocks that need more, such as a second input's
-channels) to its measured median latency in milliseconds. A space says which
+channels) to its measured latency in milliseconds. A space says which
 instances it can use and how to build each one (a *probe*); the table only
 times and stores them. Latency depends on the device,
 the backend, the thread count and the torch version, so a table records them
 and refuses to be used where any differs: a stale or foreign table would bias a
 search silently. A lookup that misses is an error naming the entry, never a
 silent measurement written somewhere (an authors' habit this avoids).
+Entries are timed in rounds, each round timing every entry once, and an entry
+keeps its fastest round. A shared machine has slow spells lasting seconds
+(other tenants of a VM's host, background jobs on a laptop); an entry timed
+in one burst inside such a spell comes out slow as a whole, whereas rounds
+spread an entry's samples over the whole build, and other processes can only
+lengthen a call, never shorten it. Networks are timed the same way
+(:func:`interleaved_fastest`), so estimate and measurement mean the same thing.
 Each entry is timed with the per-core caches flushed before every call: inside
 a network an operator's weights have been evicted by the layers before it, and
 timing it hot in isolation underestimates wide operators (benchmarks/lut_fidelity.py).
@@ -16,14 +23,15 @@ The other way round, a small network run repeatedly stays cache-resident as a
 whole and runs faster than its flushed parts add up to. A table is therefore
 *calibrated* once against a few whole networks measured where it was built:
 every lookup is scaled by the median measured/summed ratio, so estimates are
-in the milliseconds the user will measure (correlation is unchanged).
+in the milliseconds of whole networks on this machine (their fastest rounds;
+correlation is unchanged).
 """
 
 from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,8 +45,24 @@ from ..fileio import atomic_write_text
 from ..ops import make_op
 from ..profile import cpu_name, measure_latency
 
-TABLE_FORMAT = 2  # 2: entries timed with the private caches flushed before each call
+TABLE_FORMAT = 3  # 2: private caches flushed before each call; 3: and the fastest of interleaved rounds
 FLUSH_MB = 8.0  # more than the per-core caches of common CPUs, less than their shared cache
+
+
+def interleaved_fastest(nets: Sequence[nn.Module], input_size: tuple[int, ...], device: str | torch.device = "cpu",
+                        rounds: int = 5, threads: int | None = None) -> list[list[float]]:
+    """Each round times every network once (after one warm-up call); returns each network's times (ms).
+
+    Interleaving puts a slow spell of the machine into one round of every
+    network rather than into all rounds of one; a network's fastest round is
+    then the estimate of its own latency, the statistic table entries use.
+    """
+    times: list[list[float]] = [[] for _ in nets]
+    for _ in range(rounds):
+        for i, net in enumerate(nets):
+            times[i].append(measure_latency(net, input_size, device, warmup=1, repeats=1,
+                                            threads=threads)["latency_ms"])
+    return times
 
 
 class LatencyMiss(SegnasError):
@@ -124,22 +148,29 @@ class LatencyTable:
             raise LatencyMiss(f"latency table has no entry {key.id}; rebuild it for this space and input "
                               "size with 'segnas latency build'") from None
 
-    @torch.no_grad()
-    def measure(self, key: OpKey, device: str | torch.device = "cpu", warmup: int = 2,
-                repeats: int = 5, probe: Probe = op_probe) -> float:
-        """Build the entry's module with ``probe``, time it, and record the median (ms)."""
-        module, shapes = probe(key)
-        result = measure_latency(module, shapes, device, warmup, repeats,
-                                 threads=self.environment["threads"], flush_mb=FLUSH_MB)
-        self.entries[key.id] = float(result["latency_ms"])
-        return self.entries[key.id]
-
     def build(self, keys: Iterable[OpKey], probe: Probe = op_probe, device: str | torch.device = "cpu",
-              warmup: int = 2, repeats: int = 5, progress: bool = False) -> int:
-        """Measure every key not yet in the table; returns how many were measured."""
+              warmup: int = 1, repeats: int = 5, progress: bool = False) -> int:
+        """Measure every key not yet in the table; returns how many were measured.
+
+        Each of ``repeats`` rounds builds and times every key once (after ``warmup``
+        calls); an entry is its fastest round. Modules are rebuilt each round, so a
+        table for a large space never holds all of them at once. The global RNG is
+        left as it was, so building a table or loading one leaves a run's
+        initialisation the same.
+        """
         todo = list(dict.fromkeys(k for k in keys if k not in self))
-        for key in tqdm(todo, disable=not progress, desc="latency table", unit="op", dynamic_ncols=True):
-            self.measure(key, device, warmup, repeats, probe)
+        times: dict[str, list[float]] = {k.id: [] for k in todo}
+        bar = tqdm(total=len(todo) * repeats, disable=not progress, desc="latency table", unit="op",
+                   dynamic_ncols=True)
+        with torch.random.fork_rng(devices=[]), torch.no_grad(), bar:
+            for _ in range(repeats):
+                for key in todo:
+                    module, shapes = probe(key)
+                    times[key.id].append(measure_latency(module, shapes, device, warmup, 1,
+                                                         threads=self.environment["threads"],
+                                                         flush_mb=FLUSH_MB)["latency_ms"])
+                    bar.update()
+        self.entries.update((k, min(v)) for k, v in times.items())
         return len(todo)
 
     def calibrate(self, networks: Iterable[tuple[float, Iterable[OpKey]]]) -> dict[str, Any]:

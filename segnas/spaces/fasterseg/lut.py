@@ -19,8 +19,7 @@ import torch
 from torch import nn
 
 from ...genotype import Genotype
-from ...objectives.latency import LatencyTable, OpKey, op_probe
-from ...profile import measure_latency
+from ...objectives.latency import LatencyTable, OpKey, interleaved_fastest, op_probe
 from .network import SCALES, FusionHead, Refine, branch_specs, make_stem
 
 
@@ -161,16 +160,13 @@ def calibrate_table(table: LatencyTable, args: dict[str, Any], hw: Sequence[int]
     from . import FasterSegSpace
 
     space, rng = FasterSegSpace(), np.random.default_rng(seed)
-    pairs = []
+    genotypes = [space.sample(rng, args) for _ in range(networks)]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        for _ in range(networks):
-            g = space.sample(rng, args)
-            net = space.build(g, num_classes, aux=False)
-            ms = measure_latency(net, (1, 3, int(hw[0]), int(hw[1])), device, warmup=2, repeats=repeats,
-                                 threads=table.environment["threads"])["latency_ms"]
-            pairs.append((ms, network_keys(g, hw, num_classes)))
-    return table.calibrate(pairs)
+        nets = [space.build(g, num_classes, aux=False) for g in genotypes]
+        times = interleaved_fastest(nets, (1, 3, int(hw[0]), int(hw[1])), device, rounds=repeats,
+                                    threads=table.environment["threads"])
+    return table.calibrate([(min(t), network_keys(g, hw, num_classes)) for t, g in zip(times, genotypes)])
 
 
 class RelaxedLatency:
