@@ -127,9 +127,9 @@ def main() -> int:
     for k, seed in enumerate(args.retrain_seeds):
         rand_s = [rows[f"random{i}"]["runs"][k]["val_miou"] for i in range(len(randoms))]
         if rand_s:
-            per_seed.append({"seed": seed, "student": rows["student"]["runs"][k]["val_miou"],
-                             "random_median": statistics.median(rand_s),
-                             "difference": rows["student"]["runs"][k]["val_miou"] - statistics.median(rand_s)})
+            student_s, median_s = rows["student"]["runs"][k]["val_miou"], statistics.median(rand_s)
+            per_seed.append({"seed": seed, "student": student_s, "random_median": median_s,
+                             "difference": student_s - median_s})
     write({
         "benchmark": "camvid_search", "method": "fasterseg", "preset": "cpu", "quick": args.quick,
         "resumed": args.resume,

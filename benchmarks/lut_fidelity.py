@@ -119,13 +119,13 @@ def main() -> int:
     meas = np.array([r["measured_ms"] for r in rows])
     calibrated = np.array([r["calibrated_ms"] for r in rows])
     pearson = float(np.corrcoef(est, meas)[0, 1])
-    pearson_median = float(np.corrcoef(est, np.array([r["measured_median_ms"] for r in rows]))[0, 1])
+    meas_median = np.array([r["measured_median_ms"] for r in rows])
+    pearson_median = float(np.corrcoef(est, meas_median)[0, 1])
     slope, intercept = np.polyfit(est, meas, 1)
     if burst is not None:
         est_burst = np.array([sum(burst[k.id] for k in network_keys(g, hw, args.num_classes)) for g in genotypes])
         burst_r = {"pearson_r": float(np.corrcoef(est_burst, meas)[0, 1]),
-                   "pearson_r_median_round": float(np.corrcoef(
-                       est_burst, np.array([r["measured_median_ms"] for r in rows]))[0, 1])}
+                   "pearson_r_median_round": float(np.corrcoef(est_burst, meas_median)[0, 1])}
     write({
         "benchmark": "lut_fidelity", "space": "fasterseg", "input": list(hw), "num_classes": args.num_classes,
         "quick": args.quick, "networks": len(rows), "repeats": repeats, "entries_measured": built,
