@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -328,6 +329,24 @@ def with_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
+
+
+_PATH_KEYS = ("data.root", "train.distill_teacher", "search.lut")
+
+
+def anchored(cfg: RunConfig) -> RunConfig:
+    """A copy whose file paths are absolute, so the saved run resumes and evaluates from any folder.
+
+    A relative path means "from where the run was started"; written into a run's
+    config as it is, it would point elsewhere once the run is resumed from another folder.
+    """
+    out = copy.deepcopy(cfg)
+    for key in _PATH_KEYS:
+        section, name = key.split(".")
+        value = getattr(getattr(out, section), name)
+        if value is not None:
+            setattr(getattr(out, section), name, os.path.abspath(os.path.expanduser(value)))
+    return out
 
 
 def from_dict(data: dict[str, Any]) -> RunConfig:

@@ -1,6 +1,6 @@
 import pytest
 
-from segnas.config import from_dict, make_config, to_dict
+from segnas.config import anchored, from_dict, make_config, to_dict
 from segnas.errors import ConfigError
 
 
@@ -31,3 +31,15 @@ def test_unknown_preset_and_bad_file(tmp_path):
     bad.write_text("train: [1, 2")
     with pytest.raises(ConfigError, match="bad.yaml"):
         make_config("tiny", bad)
+
+
+def test_anchored_makes_file_paths_absolute_against_the_starting_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = make_config("tiny", overrides=["data.root=data/camvid", "train.distill_teacher=runs/t",
+                                         "search.lut=~/lut.json"])
+    out = anchored(cfg)
+    assert out.data.root == str(tmp_path / "data/camvid")
+    assert out.train.distill_teacher == str(tmp_path / "runs/t")
+    assert out.search.lut.startswith("/") and out.search.lut.endswith("/lut.json") and "~" not in out.search.lut
+    assert cfg.data.root == "data/camvid"  # the caller's config is left as it was
+    assert anchored(make_config("tiny")).train.distill_teacher is None

@@ -64,6 +64,26 @@ def test_distillation_from_a_teacher_checkpoint(tmp_path):
     assert any(r.get("distill", 0) > 0 for r in logged)
 
 
+def test_a_run_started_with_relative_paths_resumes_from_another_folder(tmp_path, monkeypatch):
+    g = segnas.zoo.get("fasterseg")
+    monkeypatch.chdir(tmp_path)
+    retrain(g, tiny_cfg(epochs=1), "teacher", progress=False)
+    cfg = tiny_cfg(distill_teacher="teacher")
+    part = retrain(g, cfg, "student", stop_after=6, progress=False)
+    assert part["interrupted"]
+    saved = load_checkpoint(tmp_path / "student/checkpoints/last.pt")["config"]["train"]["distill_teacher"]
+    assert saved == str(tmp_path / "teacher")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # "teacher" would now mean elsewhere/teacher
+    resumed = retrain(g, cfg, tmp_path / "student", resume=True, progress=False)
+    assert resumed["steps"] == 8 and "already_complete" not in resumed
+    # a finished run answers from its result, without loading the teacher it no longer needs
+    (tmp_path / "teacher").rename(tmp_path / "teacher_moved")
+    again = retrain(g, cfg, tmp_path / "student", resume=True, progress=False)
+    assert again["already_complete"] and again["best_miou"] == resumed["best_miou"]
+
+
 def test_learning_rate_schedules():
     from segnas.engine.trainer import lr_at
 

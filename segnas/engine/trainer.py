@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..config import RunConfig, from_dict, to_dict
+from ..config import RunConfig, anchored, from_dict, to_dict
 from ..errors import CheckpointError, ConfigError, SegnasError
 from ..genotype import Genotype, save as save_genotype
 from ..losses import kl_distillation, make_criterion, seg_loss_with_aux
@@ -119,15 +119,20 @@ def retrain(genotype: Genotype, cfg: RunConfig, out: str | Path, resume: bool = 
     where it runs (``device``, ``threads``), never what it computes.
     """
     run = prepare_run_dir(out, resume)
-    tc = cfg.train
+    cfg = anchored(cfg)
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt") if resume else None
     if ckpt is not None:
         cfg = resumed_config(ckpt, resume_overrides)
-        tc = cfg.train
         stored = Genotype.from_dict(ckpt["genotype"], source=str(run / "checkpoints" / "last.pt"))
         if stored.archid != genotype.archid:
             raise ConfigError(f"{run}: this run trains genotype {stored.archid}, not {genotype.archid}; "
                               "resume with the run's own genotype.json")
+        done = run / "result.json"
+        if done.is_file():  # finished: nothing to build or load (its teacher may be gone by now)
+            result = json.loads(done.read_text())
+            if int(result.get("steps", -1)) == int(ckpt["step"]):
+                return {**result, "already_complete": True}
+    tc = cfg.train
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -155,8 +160,6 @@ def retrain(genotype: Genotype, cfg: RunConfig, out: str | Path, resume: bool = 
     criterion = make_criterion(tc.loss, train_ds.ignore_index,
                                **({"thresh": tc.ohem_thresh, "min_kept": tc.ohem_min_kept} if tc.loss == "ohem" else {}))
     state = _State()
-    if ckpt is not None and int(ckpt["step"]) >= total and (run / "result.json").is_file():
-        return {**json.loads((run / "result.json").read_text()), "already_complete": True}
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])

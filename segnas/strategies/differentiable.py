@@ -36,7 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..config import RunConfig, to_dict
+from ..config import RunConfig, anchored, to_dict
 from ..data import EvalTransform, build_dataset, save_splits
 from ..data.splits import make_splits
 from ..engine.checkpoint import atomic_save, load_checkpoint
@@ -140,6 +140,7 @@ def run_search(method: str, make_problem, cfg: RunConfig, out: str | Path, resum
     if check is not None and not resume:
         check(cfg.search)
     run = prepare_run_dir(out, resume)
+    cfg = anchored(cfg)
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt", required=("search",)) if resume else None
     if ckpt is not None:
         if ckpt["method"] != method:
