@@ -132,7 +132,7 @@ def main() -> int:
                              "difference": student_s - median_s})
     write({
         "benchmark": "camvid_search", "method": "fasterseg", "preset": "cpu", "quick": args.quick,
-        "resumed": args.resume,
+        "resumed": args.resume, "search_seed": scfg.seed, "search_set": args.search_set, "train_set": args.train_set,
         "pretrained": False, "deploy_size": list(hw), "search_s": search_s, "search_loop_s": search.get("wall_s"),
         "search_final": search["final"], "retrain_seeds": args.retrain_seeds,
         "results": {"teacher": rows["teacher"], "student": rows["student"],

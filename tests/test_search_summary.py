@@ -1,0 +1,46 @@
+"""The CamVid summary pools searches correctly and refuses what must not be pooled."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "camvid_search_summary.py"
+
+
+def result(path, student, diffs, **extra):
+    data = {"quick": False, "search_final": {"architectures": {"student": {"archid": student}}},
+            "per_seed": [{"seed": s, "difference": d} for s, d in enumerate(diffs)],
+            "searched_minus_random_median": sum(diffs) / len(diffs), **extra}
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def run(*args):
+    return subprocess.run([sys.executable, str(SCRIPT), *args, "--rounds", "400"], capture_output=True, text=True)
+
+
+def test_summary_averages_searches_and_brackets_them(tmp_path):
+    a = result(tmp_path / "a.json", "s1", [0.04, 0.02], search_seed=0, search_set=["x=1"], train_set=[])
+    b = result(tmp_path / "b.json", "s2", [-0.01], search_seed=1, search_set=["x=1"], train_set=[])
+    out = run(a, b, "--json", str(tmp_path / "sum.json"))
+    assert out.returncode == 0, out.stderr
+    summary = json.loads((tmp_path / "sum.json").read_text())
+    assert abs(summary["mean_difference"] - 0.01) < 1e-12  # (0.03 + -0.01) / 2
+    low, high = summary["interval"]
+    assert -0.01 - 1e-12 <= low <= 0.01 <= high <= 0.04 + 1e-12
+    assert summary["searches_meeting_target"] == 1 and not summary["meets_target"]
+    assert summary["settings_recorded"]
+
+
+def test_summary_refuses_one_search_twice_and_mixed_settings(tmp_path):
+    a = result(tmp_path / "a.json", "s1", [0.04], search_set=["x=1"], train_set=[])
+    again = result(tmp_path / "a2.json", "s1", [0.04, 0.0], search_set=["x=1"], train_set=[])
+    out = run(a, again)
+    assert out.returncode == 2 and "same search" in out.stderr and "a2.json" in out.stderr
+    other = result(tmp_path / "c.json", "s3", [0.0], search_set=["x=2"], train_set=[])
+    out = run(a, other)
+    assert out.returncode == 2 and "different settings" in out.stderr
+    (tmp_path / "bad.json").write_text("{}")
+    out = run(a, str(tmp_path / "bad.json"))
+    assert out.returncode != 0 and "bad.json" in out.stderr
