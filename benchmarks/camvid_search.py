@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 
 from _common import camvid_root, camvid_search_args, machine, peak_rss_mb, resumable, write  # noqa: E402
 from segnas import zoo  # noqa: E402
-from segnas.config import make_config  # noqa: E402
+from segnas.config import make_config, to_dict  # noqa: E402
 from segnas.engine import retrain  # noqa: E402
 from segnas.genotype import load as load_genotype  # noqa: E402
 from segnas.objectives import LatencyTable  # noqa: E402
@@ -95,9 +95,10 @@ def main() -> int:
     space = get_space("fasterseg")
     randoms = random_band(space, student.space_args, table, hw, num_classes, target, n_random, seed=1)
 
+    train_overrides = (QUICK_TRAIN if args.quick else ["train.eval_every=180"]) + args.train_set
+
     def train(name, genotype, seed, teacher_run=None):
-        cfg = make_config("cpu", overrides=(QUICK_TRAIN if args.quick else ["train.eval_every=180"]) + args.train_set
-                          + [f"seed={seed}"], extra=data)
+        cfg = make_config("cpu", overrides=train_overrides + [f"seed={seed}"], extra=data)
         if teacher_run is not None:
             cfg.train.distill_teacher = str(teacher_run / "checkpoints" / "best.pt")
         result = retrain(genotype, cfg, out / name, resume=resumable(out / name, args.resume), progress=True)
@@ -132,7 +133,10 @@ def main() -> int:
                              "difference": student_s - median_s})
     write({
         "benchmark": "camvid_search", "method": "fasterseg", "preset": "cpu", "quick": args.quick,
-        "resumed": args.resume, "search_seed": scfg.seed, "search_set": args.search_set, "train_set": args.train_set,
+        "resumed": args.resume, "search_set": args.search_set, "train_set": args.train_set,
+        # what ran, as resolved (a resumed search runs with its own saved config, whatever the command line says)
+        "search_seed": search["config"]["seed"], "search_config": search["config"],
+        "train_config": to_dict(make_config("cpu", overrides=train_overrides, extra=data)),
         "pretrained": False, "deploy_size": list(hw), "search_s": search_s, "search_loop_s": search.get("wall_s"),
         "search_final": search["final"], "retrain_seeds": args.retrain_seeds,
         "results": {"teacher": rows["teacher"], "student": rows["student"],

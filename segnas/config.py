@@ -344,8 +344,8 @@ def anchored(cfg: RunConfig) -> RunConfig:
     for key in _PATH_KEYS:
         section, name = key.split(".")
         value = getattr(getattr(out, section), name)
-        if value is not None:
-            setattr(getattr(out, section), name, os.path.abspath(os.path.expanduser(value)))
+        # "" means "not given" to every reader, as None does; abspath would make it the current folder
+        setattr(getattr(out, section), name, os.path.abspath(os.path.expanduser(value)) if value else None)
     return out
 
 

@@ -43,3 +43,4 @@ def test_anchored_makes_file_paths_absolute_against_the_starting_folder(tmp_path
     assert out.search.lut.startswith("/") and out.search.lut.endswith("/lut.json") and "~" not in out.search.lut
     assert cfg.data.root == "data/camvid"  # the caller's config is left as it was
     assert anchored(make_config("tiny")).train.distill_teacher is None
+    assert anchored(make_config("tiny", overrides=["search.lut=''"])).search.lut is None

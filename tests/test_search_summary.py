@@ -16,13 +16,23 @@ def result(path, student, diffs, **extra):
     return str(path)
 
 
+def config(seed=0, epochs=6, lut="runs/a/latency_table.json"):
+    return {"seed": seed, "threads": None, "data": {"root": "/x/camvid", "crop": [256, 256]},
+            "search": {"epochs": epochs, "lut": lut}, "train": {"epochs": 20}}
+
+
+def settings(**kw):
+    return {"search_config": config(**kw), "train_config": config()}
+
+
 def run(*args):
     return subprocess.run([sys.executable, str(SCRIPT), *args, "--rounds", "400"], capture_output=True, text=True)
 
 
 def test_summary_averages_searches_and_brackets_them(tmp_path):
-    a = result(tmp_path / "a.json", "s1", [0.04, 0.02], search_seed=0, search_set=["x=1"], train_set=[])
-    b = result(tmp_path / "b.json", "s2", [-0.01], search_seed=1, search_set=["x=1"], train_set=[])
+    a = result(tmp_path / "a.json", "s1", [0.04, 0.02], search_seed=0, **settings())
+    # another seed and the same table by another path: the same settings
+    b = result(tmp_path / "b.json", "s2", [-0.01], search_seed=1, **settings(seed=1, lut="/abs/runs/a/t.json"))
     out = run(a, b, "--json", str(tmp_path / "sum.json"))
     assert out.returncode == 0, out.stderr
     summary = json.loads((tmp_path / "sum.json").read_text())
@@ -30,17 +40,18 @@ def test_summary_averages_searches_and_brackets_them(tmp_path):
     low, high = summary["interval"]
     assert -0.01 - 1e-12 <= low <= 0.01 <= high <= 0.04 + 1e-12
     assert summary["searches_meeting_target"] == 1 and not summary["meets_target"]
-    assert summary["settings_recorded"]
+    assert summary["settings_recorded"] and not summary["interval_above_target"]
+    assert "only indicative" in out.stderr
 
 
 def test_summary_refuses_one_search_twice_and_mixed_settings(tmp_path):
-    a = result(tmp_path / "a.json", "s1", [0.04], search_set=["x=1"], train_set=[])
-    again = result(tmp_path / "a2.json", "s1", [0.04, 0.0], search_set=["x=1"], train_set=[])
+    a = result(tmp_path / "a.json", "s1", [0.04], **settings())
+    again = result(tmp_path / "a2.json", "s1", [0.04, 0.0], **settings())
     out = run(a, again)
     assert out.returncode == 2 and "same search" in out.stderr and "a2.json" in out.stderr
-    other = result(tmp_path / "c.json", "s3", [0.0], search_set=["x=2"], train_set=[])
+    other = result(tmp_path / "c.json", "s3", [0.0], **settings(seed=1, epochs=12))
     out = run(a, other)
-    assert out.returncode == 2 and "different settings" in out.stderr
+    assert out.returncode == 2 and "other settings" in out.stderr and "c.json" in out.stderr
     (tmp_path / "bad.json").write_text("{}")
     out = run(a, str(tmp_path / "bad.json"))
     assert out.returncode != 0 and "bad.json" in out.stderr

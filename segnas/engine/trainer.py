@@ -130,7 +130,8 @@ def retrain(genotype: Genotype, cfg: RunConfig, out: str | Path, resume: bool = 
         done = run / "result.json"
         if done.is_file():  # finished: nothing to build or load (its teacher may be gone by now)
             result = json.loads(done.read_text())
-            if int(result.get("steps", -1)) == int(ckpt["step"]):
+            if (result.get("steps"), result.get("epochs"), result.get("archid")) == \
+                    (int(ckpt["step"]), cfg.train.epochs, genotype.archid):
                 return {**result, "already_complete": True}
     tc = cfg.train
     if cfg.threads:
