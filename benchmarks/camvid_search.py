@@ -19,6 +19,9 @@ single-seed run in ``--out`` is reused through ``--resume``.
     python benchmarks/camvid_search.py --quick     # pipeline check, under 5 minutes
     python benchmarks/camvid_search.py --out runs/bench_search --resume   # continue a killed run
 
+Each result is one search; ``benchmarks/camvid_search_summary.py`` pools the
+results of several search seeds (``--search-set seed=N``) of the same settings.
+
 ``--search-set search.lut=runs/<earlier>/search/latency_table.json`` reuses an
 earlier run's table: no time spent measuring it, and the random latency band of
 the two runs is the same.
