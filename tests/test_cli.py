@@ -126,8 +126,12 @@ def test_demo_quick(capsys, tmp_path):
     code, out, err = run_cli(capsys, "demo", "--quick", "--out", str(tmp_path / "demo"))
     assert code == 0, err
     assert "val mIoU" in out and (tmp_path / "demo" / "student" / "checkpoints" / "best.pt").is_file()
+    assert "fastest of 3 interleaved rounds" in out
+    table = {line[:18].strip(): line[18:].split() for line in out.splitlines()[-6:]}
     for label in ("searched student", "zoo FasterSeg", "hand-designed", "searched teacher"):
-        assert label in out
+        miou, params, gmacs, latency, est = table[label]
+        assert 0 <= float(miou) <= 100 and float(params) > 0 and float(latency) > 0
+        assert (est == "-") == (label == "zoo FasterSeg")
     assert (tmp_path / "demo" / "search" / "student.json").is_file()
 
 
