@@ -339,6 +339,7 @@ def anchored(cfg: RunConfig) -> RunConfig:
 
     A relative path means "from where the run was started"; written into a run's
     config as it is, it would point elsewhere once the run is resumed from another folder.
+    CamVid's default root is written out for the same reason.
     """
     out = copy.deepcopy(cfg)
     for key in _PATH_KEYS:
@@ -346,6 +347,11 @@ def anchored(cfg: RunConfig) -> RunConfig:
         value = getattr(getattr(out, section), name)
         # "" means "not given" to every reader, as None does; abspath would make it the current folder
         setattr(getattr(out, section), name, os.path.abspath(os.path.expanduser(value)) if value else None)
+    if out.data.dataset.lower() == "camvid" and out.data.root is None:
+        # the default follows $SEGNAS_CAMVID; pinned here, a resume under another environment reads the same data
+        from .data import default_camvid_root
+
+        out.data.root = str(default_camvid_root())
     return out
 
 

@@ -44,3 +44,12 @@ def test_anchored_makes_file_paths_absolute_against_the_starting_folder(tmp_path
     assert cfg.data.root == "data/camvid"  # the caller's config is left as it was
     assert anchored(make_config("tiny")).train.distill_teacher is None
     assert anchored(make_config("tiny", overrides=["search.lut=''"])).search.lut is None
+
+
+def test_anchored_pins_the_default_camvid_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGNAS_CAMVID", str(tmp_path / "mine"))
+    out = anchored(make_config("tiny", overrides=["data.dataset=camvid"]))
+    assert out.data.root == str(tmp_path / "mine")
+    monkeypatch.delenv("SEGNAS_CAMVID")
+    assert anchored(make_config("tiny", overrides=["data.dataset=camvid"])).data.root.endswith("shared/data/camvid")
+    assert anchored(make_config("tiny")).data.root is None  # synthetic scenes have no folder
