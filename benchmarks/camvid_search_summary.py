@@ -53,7 +53,9 @@ def one_search(path: Path) -> dict[str, Any]:
     settings = None
     if "search_config" in data:
         settings = {"search": comparable(data["search_config"]), "train": comparable(data["train_config"])}
+    # results from before the path rule was recorded were all decoded by the whole-path product
     return {"file": str(path), "student": student, "search_seed": data.get("search_seed"), "settings": settings,
+            "path_rule": data.get("path_rule", "path-product"),
             "differences": {str(seed): d for seed, d in diffs},
             "mean_difference": statistics.mean(d for _, d in diffs),
             "file_difference": data["searched_minus_random_median"]}
@@ -106,6 +108,12 @@ def main() -> int:
                   "pass only the one with more retrain seeds", file=sys.stderr)
             return 2
         seen[s["student"]] = s["file"]
+    for s in searches[1:]:
+        if s["path_rule"] != searches[0]["path_rule"]:
+            print(f"{s['file']}: its branches were decoded by the {s['path_rule']!r} path rule, "
+                  f"{searches[0]['file']}'s by {searches[0]['path_rule']!r}; summarise like with like",
+                  file=sys.stderr)
+            return 2
     recorded = [s for s in searches if s["settings"] is not None]
     for s in recorded[1:]:
         if s["settings"] != recorded[0]["settings"]:

@@ -121,25 +121,44 @@ def test_relaxed_latency_equals_the_table_sum_for_one_hot_architecture_weights()
         assert got[j].item() == pytest.approx(total, rel=1e-5)
 
 
-def test_backtrace_takes_the_most_probable_path_and_agrees_with_brute_force():
+def _all_paths(L: int, final: int) -> list[list[int]]:
+    import itertools
+    paths = [[0] + [int(v) for v in np.cumsum(steps)] for steps in itertools.product([0, 1], repeat=L - 1)]
+    return [p for p in paths if p[-1] == final]
+
+
+def test_backtrace_maximises_the_joint_down_probability_as_brute_force_does():
+    """Paper footnote 2: only beta0 at the downsampling cells counts, whatever the path's length at each scale."""
     rng = np.random.default_rng(1)
     L = 7
-    betas = [None] + [rng.dirichlet([1, 1], size=L - 1 - j) for j in (1, 2)]
+    for _ in range(20):
+        betas = [None] + [rng.dirichlet([1, 1], size=L - 1 - j) for j in (1, 2)]
 
-    def prob(path):
-        p = 1.0
-        for l in range(1, L):
-            j = path[l]
-            if j >= 1 and l - 1 >= j:
-                p *= betas[j][l - j - 1][0 if path[l] > path[l - 1] else 1]
-        return p
+        def score(path):
+            downs = [l for l in range(1, L) if path[l] > path[l - 1]]
+            if not all(path[l] - 1 <= l - 2 for l in downs):  # a down cell without beta (one input) is no choice
+                return -1.0
+            return float(np.prod([betas[path[l]][l - path[l] - 1][0] for l in downs]))
 
-    import itertools
-    for final in range(3):
-        paths = [[0] + list(np.cumsum(steps)) for steps in itertools.product([0, 1], repeat=L - 1)]
-        valid = [p for p in paths if p[-1] == final and max(p) <= 2]
-        best = max(valid, key=prob)
-        assert prob(backtrace(betas, final, L)) == pytest.approx(prob(best))
+        for final in range(3):
+            best = max(_all_paths(L, final), key=score)
+            assert backtrace(betas, final, L) == best
+
+
+def test_backtrace_is_not_drawn_to_late_downsampling_and_ties_go_early():
+    L = 8
+    uniform = [None, np.full((L - 2, 2), 0.5), np.full((L - 3, 2), 0.5)]
+    assert backtrace(uniform, 1, L) == [0, 0, 1, 1, 1, 1, 1, 1]  # first cell with a beta
+    assert backtrace(uniform, 2, L) == [0, 0, 1, 2, 2, 2, 2, 2]
+    assert backtrace(uniform, 0, L) == [0] * L
+    # random betas spread the single downsampling over every position with a beta
+    rng = np.random.default_rng(0)
+    firsts = [backtrace([None] + [rng.dirichlet([1, 1], size=L - 1 - j) for j in (1, 2)], 1, L).index(1)
+              for _ in range(1200)]
+    counts = np.bincount(firsts, minlength=L)[2:]
+    assert len(counts) == L - 2 and counts.min() > 120  # ~200 each; a path-product decoder put 60% on the last
+    # too few layers for any beta: the forced path
+    assert backtrace([None, np.zeros((0, 2)), np.zeros((0, 2))], 2, 3) == [0, 1, 2]
 
 
 def _hand_set_arrays():

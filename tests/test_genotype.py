@@ -51,6 +51,7 @@ def _write(tmp_path, data):
     (lambda d: d["structure"]["branches"][0]["cells"][0].update(chi=4.0), "structure.branches[0].cells[0].chi"),
     (lambda d: d["space_args"].update(ops=["sep_conv"]), "space_args.ops"),
     (lambda d: d["space_args"].update(chis=[0, 4]), "space_args.chis"),
+    (lambda d: d["space_args"].update(chis=[12, 10, 8, 6, 4]), "space_args.chis"),  # min/max by position
     (lambda d: d.update(choices=[1, 2, 3]), "choices"),
     (lambda d: d.update(archid="0" * 16), "archid"),
     (lambda d: d["structure"]["branches"].append(d["structure"]["branches"][0]), "branches"),

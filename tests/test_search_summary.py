@@ -52,6 +52,10 @@ def test_summary_refuses_one_search_twice_and_mixed_settings(tmp_path):
     other = result(tmp_path / "c.json", "s3", [0.0], **settings(seed=1, epochs=12))
     out = run(a, other)
     assert out.returncode == 2 and "other settings" in out.stderr and "c.json" in out.stderr
+    # an older result (no rule recorded) was decoded by the whole-path product: not pooled with the new rule
+    newer = result(tmp_path / "d.json", "s4", [0.0], path_rule="joint-down", **settings(seed=1))
+    out = run(a, newer)
+    assert out.returncode == 2 and "path rule" in out.stderr and "d.json" in out.stderr
     (tmp_path / "bad.json").write_text("{}")
     out = run(a, str(tmp_path / "bad.json"))
     assert out.returncode != 0 and "bad.json" in out.stderr

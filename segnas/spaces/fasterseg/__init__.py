@@ -59,6 +59,9 @@ class FasterSegSpace(SearchSpace):
             raise GenotypeError(f"{source}: field 'space_args.ops' must be a list drawn from {OPS}")
         if not isinstance(args["chis"], list) or not args["chis"] or not all(map(_positive_int, args["chis"])):
             raise GenotypeError(f"{source}: field 'space_args.chis' must be a list of positive integers")
+        if args["chis"] != sorted(set(args["chis"])):  # the sandwich rule takes the first as min, the last as max
+            raise GenotypeError(f"{source}: field 'space_args.chis' must be ascending without repeats, "
+                                f"e.g. {sorted(set(args['chis']))}")
         finals = []
         for b, branch in enumerate(branches):
             where = f"structure.branches[{b}]"
@@ -110,7 +113,8 @@ class FasterSegSpace(SearchSpace):
 
         Random architecture parameters (flat Dirichlet rows for every alpha,
         beta and gamma of the supernet) go through the FasterSeg derivation, so
-        every operator, width and scale choice is uniform and ``skip`` cells are
+        every operator and width choice is uniform, a single downsampling is
+        equally likely at every position with a beta, and ``skip`` cells are
         removed by the paper's rules; the final scales are distinct random ones.
         Random baselines and latency calibration then see the networks a search
         can produce, not a deeper family of its own.

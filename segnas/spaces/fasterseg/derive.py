@@ -1,10 +1,9 @@
 """Decoding FasterSeg architecture parameters into branches of cells (paper Sec. 3, App. I).
 
 * Path: the downsampling positions of the branch ending at a final scale are
-  back-traced through beta. segnas takes the path of highest probability, the
-  product of the chosen (from-down / from-same) beta of every node on it, by
-  dynamic programming; the authors' code searched a restricted set of
-  positions. A node with one input contributes probability 1.
+  those of highest joint from-down beta (the paper's footnote 2), over every
+  position with a beta; the authors' code searched a restricted, partly
+  mis-indexed set of positions.
 * Operators: argmax alpha of each cell on the path.
 * Widths: argmax gamma of each cell's output node; the last cell outputs the
   head width.
@@ -18,6 +17,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -26,38 +26,48 @@ import numpy as np
 
 from .network import SCALES
 
+# how a branch's downsampling positions are read from beta; results of different rules are different searches
+PATH_RULE = "joint-down"
+
 
 def _node_has_two_inputs(l: int, j: int) -> bool:
     return j >= 1 and l - 1 >= j
 
 
 def backtrace(betas: Sequence[np.ndarray | None], final: int, layers: int) -> list[int]:
-    """Scale index of each cell's input along the most probable path ending at scale index ``final``.
+    """Scale index of each cell's input along the path ending at scale index ``final`` (paper App. I).
 
-    ``betas[j][l - j - 1]`` holds the (from-down, from-same) probabilities of node (l, j).
+    The downsampling positions are those of highest joint "from-down"
+    probability, ``argmax_l beta0[1][l]`` or ``argmax_(l1<l2) beta0[1][l1] * beta0[2][l2]``
+    (footnote 2); the from-same probabilities of the other cells are not
+    multiplied in. Such a product over the whole path counts one factor per
+    two-input node, so it favours staying at 1/8 until the last cells whatever
+    beta learned, and random architectures decoded that way were nearly all
+    1/8 backbones. Positions are restricted to two-input nodes (a one-input
+    node has no beta) unless the branch is too short to have any; ties go to
+    the earliest downsampling. ``betas[j][l - j - 1]`` holds the
+    (from-down, from-same) probabilities of node (l, j).
     """
     if not 0 <= final <= min(2, layers - 1):
         raise ValueError(f"final scale index {final} is not reachable in {layers} layers")
-    neg = -math.inf
-    best = [[neg] * 3 for _ in range(layers)]
-    came_down = [[False] * 3 for _ in range(layers)]
-    best[0][0] = 0.0
-    for l in range(1, layers):
-        for j in range(min(l, 2) + 1):
-            two = _node_has_two_inputs(l, j)
-            b = betas[j][l - j - 1] if two else None
-            same = best[l - 1][j] + (math.log(max(float(b[1]), 1e-30)) if two else 0.0) if l - 1 >= j else neg
-            down = best[l - 1][j - 1] + (math.log(max(float(b[0]), 1e-30)) if two else 0.0) if j >= 1 else neg
-            # ties keep the same-scale predecessor: downsampling happens as early as the path allows
-            if down > same:
-                best[l][j], came_down[l][j] = down, True
-            else:
-                best[l][j] = same
-    path = [final]
-    for l in range(layers - 1, 0, -1):
-        j = path[-1]
-        path.append(j - 1 if came_down[l][j] else j)
-    path.reverse()
+
+    def down(l: int, j: int) -> float:
+        return float(betas[j][l - j - 1][0])
+
+    best: tuple[int, ...] = ()
+    if final >= 1:
+        # (l1, ..., l_final): the layer of the first cell at each coarser scale, strictly increasing
+        choices = list(itertools.combinations(range(1, layers), final))
+        scored = [ls for ls in choices if all(_node_has_two_inputs(l, j + 1) for j, l in enumerate(ls))]
+        if scored:
+            best = max(scored, key=lambda ls: (math.prod(down(l, j + 1) for j, l in enumerate(ls)),
+                                               [-l for l in ls]))
+        else:
+            best = choices[0]  # too few layers for a choice: the only path downsamples at once
+    path = [0] * layers
+    for l in best:
+        for i in range(l, layers):
+            path[i] += 1
     return path
 
 
