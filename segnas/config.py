@@ -347,11 +347,10 @@ def anchored(cfg: RunConfig) -> RunConfig:
         value = getattr(getattr(out, section), name)
         # "" means "not given" to every reader, as None does; abspath would make it the current folder
         setattr(getattr(out, section), name, os.path.abspath(os.path.expanduser(value)) if value else None)
-    if out.data.dataset.lower() == "camvid" and out.data.root is None:
-        # the default follows $SEGNAS_CAMVID; pinned here, a resume under another environment reads the same data
-        from .data import default_camvid_root
+    # CamVid's default follows $SEGNAS_CAMVID; pinned here, a resume under another environment reads the same data
+    from .engine.loaders import data_root  # at call time: the engine imports this module
 
-        out.data.root = str(default_camvid_root())
+    out.data.root = data_root(out.data)
     return out
 
 

@@ -31,7 +31,8 @@ def dataset_kwargs(cfg: DataConfig, split: str) -> dict:
 
 
 def data_root(cfg: DataConfig) -> str | None:
-    if cfg.root is None and cfg.dataset == "camvid":
+    """The dataset folder a run reads: CamVid's default resolved, as ``build_dataset`` would (any case)."""
+    if cfg.root is None and cfg.dataset.lower() == "camvid":
         return str(default_camvid_root())
     return cfg.root
 

@@ -64,11 +64,7 @@ def backtrace(betas: Sequence[np.ndarray | None], final: int, layers: int) -> li
                                                [-l for l in ls]))
         else:
             best = choices[0]  # too few layers for a choice: the only path downsamples at once
-    path = [0] * layers
-    for l in best:
-        for i in range(l, layers):
-            path[i] += 1
-    return path
+    return [sum(i >= l for l in best) for i in range(layers)]  # cell i's scale: downsamplings at or before i
 
 
 def decode_branch(alphas: Sequence[np.ndarray], betas: Sequence[np.ndarray | None],
