@@ -22,6 +22,7 @@ import argparse
 import json
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 
 from _common import machine, write  # noqa: E402
+from segnas.config import as_saved  # noqa: E402
 
 TARGET = 0.03
 
@@ -66,8 +68,9 @@ _FREE = {("seed",), ("data", "root"), ("search", "lut"), ("device",), ("threads"
 
 
 def comparable(config: dict[str, Any]) -> dict[str, Any]:
-    """A run config without the keys searches of the same settings may differ in."""
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
+    """A run config without the keys searches of the same settings may differ in, and with the
+    options added since filled in as the older runs behaved."""
+    out = as_saved(config)
     for key in _FREE:
         node = out
         for part in key[:-1]:
@@ -93,6 +96,14 @@ def bootstrap(searches: list[list[float]], rounds: int, seed: int, level: float)
     return [float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))]
 
 
+def unlike(searches: list[dict[str, Any]], key: str, why: Callable[[dict, dict], str]) -> str | None:
+    """``file: why`` for the first search whose ``key`` differs from the first search's, else None."""
+    for s in searches[1:]:
+        if s[key] != searches[0][key]:
+            return f"{s['file']}: {why(s, searches[0])}"
+    return None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results", nargs="+", type=Path, help="camvid_search.py --json files, one per search")
@@ -108,18 +119,15 @@ def main() -> int:
                   "pass only the one with more retrain seeds", file=sys.stderr)
             return 2
         seen[s["student"]] = s["file"]
-    for s in searches[1:]:
-        if s["path_rule"] != searches[0]["path_rule"]:
-            print(f"{s['file']}: its branches were decoded by the {s['path_rule']!r} path rule, "
-                  f"{searches[0]['file']}'s by {searches[0]['path_rule']!r}; summarise like with like",
-                  file=sys.stderr)
-            return 2
+    mixed = (unlike(searches, "path_rule", lambda s, f: f"its branches were decoded by the {s['path_rule']!r} "
+                                                       f"path rule, {f['file']}'s by {f['path_rule']!r}")
+             or unlike([s for s in searches if s["settings"] is not None], "settings",
+                       lambda s, f: f"run with other settings than {f['file']} (search or retrain config "
+                                    "beyond seed, data and table paths)"))
+    if mixed:
+        print(f"{mixed}; summarise like with like", file=sys.stderr)
+        return 2
     recorded = [s for s in searches if s["settings"] is not None]
-    for s in recorded[1:]:
-        if s["settings"] != recorded[0]["settings"]:
-            print(f"{s['file']}: run with other settings than {recorded[0]['file']} (search or retrain "
-                  "config beyond seed, data and table paths); summarise like with like", file=sys.stderr)
-            return 2
     unrecorded = [Path(s["file"]).name for s in searches if s["settings"] is None]
     if unrecorded:
         print(f"note: {', '.join(unrecorded)} did not record their settings; pooled as given", file=sys.stderr)

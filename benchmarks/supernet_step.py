@@ -2,8 +2,8 @@
 
 Times the weight step (pretraining: teacher + sandwich widths; searching:
 teacher + Gumbel widths, with and without the min/max sandwich) and the
-architecture step (teacher + student with the decoupled latency loss) at the
-cpu preset (or --preset paper), medians over repeats. The latency table's
+architecture step (teacher + student with the decoupled latency loss, also with
+the student's min/max sandwich) at the cpu preset (or --preset paper), medians over repeats. The latency table's
 values do not change the step's cost, so a table of constant entries is used.
 
     python benchmarks/supernet_step.py [--quick] [--preset cpu|paper] [--json benchmarks/results/supernet_step_cpu.json]
@@ -54,6 +54,9 @@ def main() -> int:
     res["weight_step_search_no_sandwich"] = timed(lambda: search.weight_backward(images, masks, pretrain=False),
                                                   repeats)
     res["arch_step"] = timed(lambda: search.arch_backward(images, masks), repeats)
+    sc.sandwich_arch = True
+    res["arch_step_sandwich"] = timed(lambda: search.arch_backward(images, masks), repeats)
+    sc.sandwich_arch = False
     lat = timed(lambda: search.decoupled_latency(search.net.sample_widths("student", "gumbel",
                                                                          search.generator))[0].backward(), repeats)
     res["decoupled_latency_forward_backward"] = lat

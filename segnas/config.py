@@ -105,6 +105,7 @@ class SearchConfig:
     teacher_chi: int | None = None  # teacher's expansion ratio; None: the largest
     sandwich_random: int = 2  # random widths per pretraining step, besides min and max
     sandwich_search: bool = True  # also train min and max widths while searching (paper); off halves the cost
+    sandwich_arch: bool = False  # the architecture loss also runs the student at min and max width (authors' code)
     tau: float = 1.0  # Gumbel-softmax temperature
     latency_lambda: float = 0.01
     latency_weights: list[float] = field(default_factory=lambda: [0.001, 0.997, 0.002])
@@ -351,6 +352,20 @@ def anchored(cfg: RunConfig) -> RunConfig:
     from .engine.loaders import data_root  # at call time: the engine imports this module
 
     out.data.root = data_root(out.data)
+    return out
+
+
+# options added after run configs were first saved, with the value that reproduces what runs saved before them did
+LATER_OPTIONS: dict[tuple[str, str], Any] = {("search", "sandwich_arch"): False}
+
+
+def as_saved(data: dict[str, Any]) -> dict[str, Any]:
+    """A saved run config (as a dict) with the options added since filled in as that run behaved,
+    so that resuming or comparing an older run does not silently change what it did."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for (section, key), value in LATER_OPTIONS.items():
+        if isinstance(out.get(section), dict):
+            out[section].setdefault(key, value)
     return out
 
 

@@ -1,6 +1,7 @@
 import pytest
 
 from segnas.config import anchored, from_dict, make_config, to_dict
+from segnas.engine.trainer import resumed_config
 from segnas.errors import ConfigError
 
 
@@ -53,3 +54,17 @@ def test_anchored_pins_the_default_camvid_root(tmp_path, monkeypatch):
     monkeypatch.delenv("SEGNAS_CAMVID")
     assert anchored(make_config("tiny", overrides=["data.dataset=camvid"])).data.root.endswith("shared/data/camvid")
     assert anchored(make_config("tiny")).data.root is None  # synthetic scenes have no folder
+
+
+def test_resuming_a_config_saved_before_an_option_existed_keeps_its_behaviour(monkeypatch):
+    import segnas.config
+
+    # an option whose default changed after older runs were saved: those runs resume as they ran
+    monkeypatch.setattr(segnas.config, "LATER_OPTIONS", {("search", "tau"): 0.5})
+    saved = to_dict(make_config("tiny"))
+    saved["search"]["tau"] = 2.0
+    assert resumed_config({"config": saved}, None).search.tau == 2.0  # what the run was saved with
+    del saved["search"]["tau"]
+    assert resumed_config({"config": saved}, None).search.tau == 0.5
+    assert from_dict(to_dict(make_config("tiny"))).search.tau == 1.0  # configs are not rewritten otherwise
+    assert segnas.config.as_saved({"seed": 3}) == {"seed": 3}  # no section, nothing to fill

@@ -100,3 +100,39 @@ def test_arch_loss_is_checked():
         make_config("tiny", overrides=["search.arch_batches=0"])
     with pytest.raises(ConfigError, match="search.arch_loss: Auto-DeepLab"):
         AutoDeepLabSearch(_cfg(ADL_PRESETS, arch_loss="ohem").search, 4, 255)
+
+
+def test_fasterseg_architecture_sandwich_averages_gumbel_max_and_min_widths():
+    torch.manual_seed(0)
+    cfg = _cfg(FS_PRESETS, space_args=dict(ARGS), deploy_size=list(HW), teacher_chi=2, latency_lambda=0.0)
+    search = FasterSegSearch(cfg.search, 3, 255, fake_table(), seed=0)
+    assert len(search.net.specs["student"]["chis"]) > 1
+    images, masks = torch.randn(2, 3, 64, 96), torch.randint(0, 3, (2, 64, 96))
+    names = [k for k in search.net.arch if k.startswith("student")]
+    student = [search.net.arch[k] for k in names]
+    start = search.generator.get_state()
+
+    def grads(sandwich: bool):
+        search.cfg.sandwich_arch = sandwich
+        search.generator.set_state(start)
+        for p in search.arch_parameters():
+            p.grad = None
+        logs = search.arch_backward(images, masks)
+        return [p.grad.clone() for p in student], logs
+
+    g_gumbel, _ = grads(False)
+    fixed = []
+    for mode in ("max", "min"):  # the deterministic widths, one pass each
+        for p in search.arch_parameters():
+            p.grad = None
+        preds = search.net(images, "student", search.net.sample_widths("student", mode))
+        search._loss(preds, masks, search.arch_criterion).backward(inputs=student)
+        fixed.append([p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in student])
+    g_all, logs = grads(True)
+    gamma = [i for i, k in enumerate(names) if "gamma" in k]
+    assert gamma and all(fixed[0][i].abs().sum() == 0 and fixed[1][i].abs().sum() == 0 for i in gamma)
+    for i, (a, b, c, mean) in enumerate(zip(g_gumbel, *fixed, g_all)):
+        assert torch.allclose(mean, (a + b + c) / 3, atol=1e-6), i
+    assert logs["arch_loss_student"] == pytest.approx(
+        (logs["arch_loss_student_gumbel"] + logs["arch_loss_student_max"] + logs["arch_loss_student_min"]) / 3)
+    assert logs["arch_loss_student_max"] != logs["arch_loss_student_min"]

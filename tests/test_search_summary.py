@@ -59,3 +59,14 @@ def test_summary_refuses_one_search_twice_and_mixed_settings(tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     out = run(a, str(tmp_path / "bad.json"))
     assert out.returncode != 0 and "bad.json" in out.stderr
+
+
+def test_summary_fills_keys_added_since_as_older_runs_behaved(tmp_path):
+    old = result(tmp_path / "old.json", "s1", [0.02], **settings())  # before search.sandwich_arch existed
+    off = settings(seed=1)
+    off["search_config"]["search"]["sandwich_arch"] = False
+    assert run(old, result(tmp_path / "off.json", "s2", [0.0], **off)).returncode == 0
+    on = settings(seed=1)
+    on["search_config"]["search"]["sandwich_arch"] = True
+    out = run(old, result(tmp_path / "on.json", "s3", [0.0], **on))
+    assert out.returncode == 2 and "other settings" in out.stderr and "on.json" in out.stderr

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..config import RunConfig, anchored, from_dict, to_dict
+from ..config import RunConfig, anchored, as_saved, from_dict, to_dict
 from ..errors import CheckpointError, ConfigError, SegnasError
 from ..genotype import Genotype, save as save_genotype
 from ..losses import kl_distillation, make_criterion, seg_loss_with_aux
@@ -64,7 +64,7 @@ def resolve_device(name: str) -> torch.device:
 
 def resumed_config(ckpt: dict[str, Any], overrides: dict[str, Any] | None, what: str = "run") -> RunConfig:
     """The checkpoint's own config; a resume may change only where it runs (device, threads)."""
-    cfg = from_dict(ckpt["config"])
+    cfg = from_dict(as_saved(ckpt["config"]))
     for key, value in (overrides or {}).items():
         if key not in ("device", "threads"):
             raise ConfigError(f"--resume continues the {what} with its own config; '{key}' cannot change "
