@@ -119,15 +119,15 @@ def main() -> int:
                   "pass only the one with more retrain seeds", file=sys.stderr)
             return 2
         seen[s["student"]] = s["file"]
+    recorded = [s for s in searches if s["settings"] is not None]
     mixed = (unlike(searches, "path_rule", lambda s, f: f"its branches were decoded by the {s['path_rule']!r} "
                                                        f"path rule, {f['file']}'s by {f['path_rule']!r}")
-             or unlike([s for s in searches if s["settings"] is not None], "settings",
+             or unlike(recorded, "settings",
                        lambda s, f: f"run with other settings than {f['file']} (search or retrain config "
                                     "beyond seed, data and table paths)"))
     if mixed:
         print(f"{mixed}; summarise like with like", file=sys.stderr)
         return 2
-    recorded = [s for s in searches if s["settings"] is not None]
     unrecorded = [Path(s["file"]).name for s in searches if s["settings"] is None]
     if unrecorded:
         print(f"note: {', '.join(unrecorded)} did not record their settings; pooled as given", file=sys.stderr)

@@ -3,8 +3,8 @@
 Times the weight step (pretraining: teacher + sandwich widths; searching:
 teacher + Gumbel widths, with and without the min/max sandwich) and the
 architecture step (teacher + student with the decoupled latency loss, also with
-the student's min/max sandwich) at the cpu preset (or --preset paper), medians over repeats. The latency table's
-values do not change the step's cost, so a table of constant entries is used.
+the student's min/max sandwich) at the cpu preset (or --preset paper), medians
+over repeats. The latency table's values do not change the step's cost, so a table of constant entries is used.
 
     python benchmarks/supernet_step.py [--quick] [--preset cpu|paper] [--json benchmarks/results/supernet_step_cpu.json]
 """

@@ -156,9 +156,10 @@ class FasterSegSearch:
             for mode in modes:  # one backward per pass: the memory stays that of one forward
                 widths = self.net.sample_widths(name, mode, self.generator, self.cfg.tau)
                 loss = self._loss(self.net(images, name, widths), masks, self.arch_criterion)
-                total += float(loss.detach()) / len(modes)
+                value = float(loss.detach())
+                total += value / len(modes)
                 if len(modes) > 1:
-                    logs[f"arch_loss_{name}_{mode}"] = float(loss.detach())
+                    logs[f"arch_loss_{name}_{mode}"] = value
                 loss = loss / len(modes)
                 if mode == "gumbel" and self.latency_lambda > 0:
                     lat, parts = self.decoupled_latency(widths)
