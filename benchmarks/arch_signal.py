@@ -32,23 +32,12 @@ import torch  # noqa: E402
 from _common import machine, peak_rss_mb, write  # noqa: E402
 from segnas.config import with_overrides  # noqa: E402
 from segnas.engine.checkpoint import load_checkpoint  # noqa: E402
-from segnas.engine.trainer import resumed_config  # noqa: E402
-from segnas.objectives import LatencyTable  # noqa: E402
+from segnas.engine.session import resumed_config  # noqa: E402
+from segnas.errors import SegnasError  # noqa: E402
+from segnas.methods import get_method  # noqa: E402
 from segnas.strategies.arch_signal import ArchSignal  # noqa: E402
-from segnas.strategies.differentiable import arch_step, epoch_steps, search_data, trainb_batches  # noqa: E402
-
-
-def make_problem(method: str, cfg, data, run: Path, device: torch.device):
-    if method == "fasterseg":
-        from segnas.spaces.fasterseg.search import FasterSegSearch, search_table_file
-
-        table = LatencyTable.load(search_table_file(cfg.search, run))  # unchecked: the search's own, wherever this runs
-        return FasterSegSearch(cfg.search, data.num_classes, data.ignore_index, table, cfg.seed, device)
-    if method == "autodeeplab":
-        from segnas.spaces.autodeeplab.search import AutoDeepLabSearch
-
-        return AutoDeepLabSearch(cfg.search, data.num_classes, data.ignore_index, device)
-    raise SystemExit(f"{run}: method {method!r} has no architecture gradients to measure")
+from segnas.strategies.differentiable import arch_step  # noqa: E402
+from segnas.strategies.halves import epoch_steps, search_data, trainb_batches  # noqa: E402
 
 
 def main() -> int:
@@ -63,7 +52,13 @@ def main() -> int:
     args = ap.parse_args()
     run = Path(args.run)
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt", required=("search",))
-    cfg = resumed_config(ckpt, None, "search")
+    try:
+        method = get_method(ckpt["method"])
+    except SegnasError as e:
+        raise SystemExit(f"{run}: {e}") from None
+    if method.problem is None:
+        raise SystemExit(f"{run}: method {method.name!r} has no architecture gradients to measure")
+    cfg = resumed_config(ckpt, None, "search", method.sections("differentiable"))
     if args.set:
         cfg = with_overrides(cfg, args.set)
     if args.root:
@@ -74,10 +69,10 @@ def main() -> int:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:  # search_data records its splits; the run stays untouched
         data = search_data(cfg, Path(tmp))
-    problem = make_problem(ckpt["method"], cfg, data, run, device)
+    problem = method.problem(cfg, data, run, device, False)  # the search's own table, checked for this machine
     problem.load_state_dict(ckpt["search"])
     params = problem.arch_parameters()
-    signal = ArchSignal(params)
+    signal = ArchSignal(params, [spec.kind for spec in problem.arch_specs()])
     sc = cfg.search
     steps_per_epoch = epoch_steps(sc, data)
     n, epoch = 16 if args.quick else max(2, args.batches), 0

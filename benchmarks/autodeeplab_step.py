@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 
 from _common import machine, peak_rss_mb, timed, write  # noqa: E402
-from segnas.config import make_config  # noqa: E402
-from segnas.spaces.autodeeplab.search import SEARCH_PRESETS, AutoDeepLabSearch  # noqa: E402
+from segnas.methods import get_method  # noqa: E402
+from segnas.spaces.autodeeplab.search import AutoDeepLabSearch  # noqa: E402
 
 SETTINGS = {
     "cpu": ("cpu", []),
@@ -33,10 +33,10 @@ SETTINGS = {
 
 def one(setting: str, repeats: int, num_classes: int) -> dict:
     preset, overrides = SETTINGS[setting]
-    cfg = make_config(preset, overrides=overrides, method_presets=SEARCH_PRESETS, extra={"device": "cpu"})
+    cfg = get_method("autodeeplab").config(preset, overrides=overrides, extra={"device": "cpu"})
     sc = cfg.search
     torch.manual_seed(0)
-    problem = AutoDeepLabSearch(sc, num_classes, 255)
+    problem = AutoDeepLabSearch(cfg, num_classes, 255)
     h, w = cfg.data.crop
     images = torch.randn(sc.batch_size, 3, h, w)
     masks = torch.randint(0, num_classes, (sc.batch_size, h, w))

@@ -22,15 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import camvid_root, camvid_search_args, machine, peak_rss_mb, resumable, write  # noqa: E402
 from segnas import zoo  # noqa: E402
 from segnas.config import make_config  # noqa: E402
+from segnas.methods import get_method  # noqa: E402
 from segnas.engine import retrain  # noqa: E402
 from segnas.genotype import load as load_genotype  # noqa: E402
 from segnas.profile import count_flops, count_params, measure_latency  # noqa: E402
 from segnas.spaces import get_space  # noqa: E402
-from segnas.spaces.autodeeplab.search import SEARCH_PRESETS, run_autodeeplab_search  # noqa: E402
 
 QUICK_SEARCH = ["search.pretrain_epochs=1", "search.epochs=1", "search.steps_per_epoch=3", "search.select_images=2",
                 "data.crop=[64,64]", "data.max_val_images=4", "search.space_args.layers=4",
-                "search.genotype_args.filter_multiplier=4"]
+                "autodeeplab.genotype_args.filter_multiplier=4"]
 QUICK_TRAIN = ["train.epochs=1", "data.max_val_images=4", "train.eval_every=0", "data.crop=[128,128]",
                "train.batch_size=4"]
 HW = (360, 480)
@@ -46,10 +46,9 @@ def main() -> int:
     out = Path(args.out) if args.out else Path("runs") / time.strftime("bench_adl-%Y%m%d-%H%M%S")
     data = {"data": {"dataset": "camvid", "root": str(root)}}
     t0 = time.perf_counter()
-    scfg = make_config("cpu", overrides=(QUICK_SEARCH if args.quick else []) + args.search_set, extra=data,
-                       method_presets=SEARCH_PRESETS)
-    search = run_autodeeplab_search(scfg, out / "search", resume=resumable(out / "search", args.resume),
-                                   progress=True)
+    method = get_method("autodeeplab")
+    scfg = method.config("cpu", overrides=(QUICK_SEARCH if args.quick else []) + args.search_set, extra=data)
+    search = method.search(scfg, out / "search", resume=resumable(out / "search", args.resume), progress=True)
     search_s = time.perf_counter() - t0
     searched = load_genotype(out / "search" / "genotype.json")
     published = zoo.get("autodeeplab-s")

@@ -22,7 +22,7 @@ single-seed run in ``--out`` is reused through ``--resume``.
 Each result is one search; ``benchmarks/camvid_search_summary.py`` pools the
 results of several search seeds (``--search-set seed=N``) of the same settings.
 
-``--search-set search.lut=runs/<earlier>/search/latency_table.json`` reuses an
+``--search-set fasterseg.lut=runs/<earlier>/search/latency_table.json`` reuses an
 earlier run's table: no time spent measuring it, and the random latency band of
 the two runs is the same.
 """
@@ -48,10 +48,11 @@ from segnas.objectives import LatencyTable, interleaved_fastest  # noqa: E402
 from segnas.spaces import get_space  # noqa: E402
 from segnas.spaces.fasterseg.derive import PATH_RULE  # noqa: E402
 from segnas.spaces.fasterseg.lut import estimate_latency  # noqa: E402
-from segnas.spaces.fasterseg.search import SEARCH_PRESETS, run_fasterseg_search, search_table_file  # noqa: E402
+from segnas.methods import get_method  # noqa: E402
+from segnas.methods.fasterseg import search_table_file  # noqa: E402
 
 QUICK_SEARCH = ["search.pretrain_epochs=1", "search.epochs=1", "search.steps_per_epoch=6", "search.select_images=4",
-                "search.lut_repeats=2", "data.crop=[128,128]", "data.max_val_images=10"]
+                "fasterseg.lut_repeats=2", "data.crop=[128,128]", "data.max_val_images=10"]
 QUICK_TRAIN = ["train.epochs=1", "data.max_val_images=10", "train.eval_every=0"]
 
 
@@ -86,13 +87,12 @@ def main() -> int:
     data = {"data": {"dataset": "camvid", "root": str(root)}}
     n_random = 2 if args.quick else args.random
     t0 = time.perf_counter()
-    scfg = make_config("cpu", overrides=(QUICK_SEARCH if args.quick else []) + args.search_set, extra=data,
-                       method_presets=SEARCH_PRESETS)
-    search = run_fasterseg_search(scfg, out / "search", resume=resumable(out / "search", args.resume),
-                                   progress=True)
+    method = get_method("fasterseg")
+    scfg = method.config("cpu", overrides=(QUICK_SEARCH if args.quick else []) + args.search_set, extra=data)
+    search = method.search(scfg, out / "search", resume=resumable(out / "search", args.resume), progress=True)
     search_s = time.perf_counter() - t0
-    hw, num_classes = tuple(scfg.search.deploy_size), search["num_classes"]
-    table = LatencyTable.load(search_table_file(scfg.search, out / "search"))
+    hw, num_classes = tuple(scfg.fasterseg.deploy_size), search["num_classes"]
+    table = LatencyTable.load(search_table_file(scfg, out / "search"))
     student, teacher = load_genotype(out / "search" / "student.json"), load_genotype(out / "search" / "teacher.json")
     target = estimate_latency(student, table, hw, num_classes)
     space = get_space("fasterseg")

@@ -64,13 +64,13 @@ def one_search(path: Path) -> dict[str, Any]:
 
 
 # what may differ between searches that are pooled: the seed, and where the data and table lie
-_FREE = {("seed",), ("data", "root"), ("search", "lut"), ("device",), ("threads",)}
+_FREE = {("seed",), ("data", "root"), ("fasterseg", "lut"), ("device",), ("threads",)}
 
 
 def comparable(config: dict[str, Any]) -> dict[str, Any]:
     """A run config without the keys searches of the same settings may differ in, and with the
     options added since filled in as the older runs behaved."""
-    out = as_saved(config)
+    out = as_saved(config, ("fasterseg",))  # results of searches saved before methods had sections map once
     for key in _FREE:
         node = out
         for part in key[:-1]:

@@ -20,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 
 from _common import machine, peak_rss_mb, timed, write  # noqa: E402
-from segnas.config import make_config  # noqa: E402
+from segnas.methods import get_method  # noqa: E402
 from segnas.objectives import LatencyTable, latency_environment  # noqa: E402
 from segnas.spaces.fasterseg.lut import space_keys  # noqa: E402
-from segnas.spaces.fasterseg.search import SEARCH_PRESETS, FasterSegSearch  # noqa: E402
+from segnas.spaces.fasterseg.search import FasterSegSearch  # noqa: E402
 from segnas.spaces import get_space  # noqa: E402
 
 
@@ -35,13 +35,13 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="2 repeats")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    cfg = make_config(args.preset, method_presets=SEARCH_PRESETS, extra={"device": "cpu"})
-    sc = cfg.search
+    cfg = get_method("fasterseg").config(args.preset, extra={"device": "cpu"})
+    sc, fc = cfg.search, cfg.fasterseg
     space_args = get_space("fasterseg").resolve_args(sc.space_args)
-    keys = space_keys(space_args, sc.deploy_size, args.num_classes, sc.teacher_chi or max(space_args["chis"]))
+    keys = space_keys(space_args, fc.deploy_size, args.num_classes, fc.teacher_chi or max(space_args["chis"]))
     table = LatencyTable(latency_environment("cpu"), {k.id: 1.0 for k in keys})
     torch.manual_seed(0)
-    search = FasterSegSearch(sc, args.num_classes, 255, table, seed=0)
+    search = FasterSegSearch(cfg, args.num_classes, 255, table, seed=0)
     h, w = cfg.data.crop
     images = torch.randn(sc.batch_size, 3, h, w)
     masks = torch.randint(0, args.num_classes, (sc.batch_size, h, w))
@@ -50,20 +50,20 @@ def main() -> int:
     res = {}
     res["weight_step_pretrain"] = timed(lambda: search.weight_backward(images, masks, pretrain=True), repeats)
     res["weight_step_search"] = timed(lambda: search.weight_backward(images, masks, pretrain=False), repeats)
-    sc.sandwich_search = False
+    fc.sandwich_search = False
     res["weight_step_search_no_sandwich"] = timed(lambda: search.weight_backward(images, masks, pretrain=False),
                                                   repeats)
     res["arch_step"] = timed(lambda: search.arch_backward(images, masks), repeats)
-    sc.sandwich_arch = True
+    fc.sandwich_arch = True
     res["arch_step_sandwich"] = timed(lambda: search.arch_backward(images, masks), repeats)
-    sc.sandwich_arch = False
+    fc.sandwich_arch = False
     lat = timed(lambda: search.decoupled_latency(search.net.sample_widths("student", "gumbel",
                                                                          search.generator))[0].backward(), repeats)
     res["decoupled_latency_forward_backward"] = lat
     write({
         "benchmark": "supernet_step", "space": "fasterseg", "preset": args.preset, "quick": args.quick,
-        "batch_size": sc.batch_size, "crop": [h, w], "space_args": space_args, "cosearch": sc.cosearch,
-        "sandwich_random": sc.sandwich_random, "weight_params": params, "steps": res,
+        "batch_size": sc.batch_size, "crop": [h, w], "space_args": space_args, "cosearch": fc.cosearch,
+        "sandwich_random": fc.sandwich_random, "weight_params": params, "steps": res,
         "iteration_s_search": res["weight_step_search"]["median_s"] + res["arch_step"]["median_s"],
         "peak_rss_mb": peak_rss_mb(), "machine": machine(),
     }, args.json)

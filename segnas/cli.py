@@ -1,4 +1,4 @@
-"""The ``segnas`` command line: search, latency, retrain, evaluate, profile, zoo, show, demo.
+"""The ``segnas`` command line: search, methods, latency, retrain, evaluate, profile, zoo, show, demo.
 
 User mistakes end with one line on stderr and exit status 2; no traceback.
 """
@@ -94,20 +94,6 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return 0
 
 
-SEARCH_METHODS = ("fasterseg", "autodeeplab")
-
-
-def _search_method(method: str):
-    """(method presets, run function) of a search method."""
-    if method == "fasterseg":
-        from .spaces.fasterseg.search import SEARCH_PRESETS, run_fasterseg_search
-        return SEARCH_PRESETS, run_fasterseg_search
-    if method == "autodeeplab":
-        from .spaces.autodeeplab.search import SEARCH_PRESETS, run_autodeeplab_search
-        return SEARCH_PRESETS, run_autodeeplab_search
-    raise SegnasError(f"search method {method!r} is unknown; choose one of {', '.join(SEARCH_METHODS)}")
-
-
 def _resume_flags(args: argparse.Namespace, extra: tuple[tuple[str, object], ...] = ()) -> None:
     changed = [flag for flag, value in (("--set", args.overrides), ("--config", args.config), ("--data", args.data),
                                         ("--root", args.root), ("--num-classes", args.num_classes),
@@ -118,78 +104,69 @@ def _resume_flags(args: argparse.Namespace, extra: tuple[tuple[str, object], ...
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from .config import make_config
+    from .methods import get_method
 
-    presets, run_method = _search_method(args.method)
-    if args.method != "fasterseg" and (args.lut or args.deploy_size):
+    method = get_method(args.method)
+    if method.latency_table is None and (args.lut or args.deploy_size):
         raise SegnasError(f"--lut and --deploy-size belong to latency-aware searches; {args.method} has no "
                           "latency objective")
     out = Path(args.out)
     resume_overrides = None
     if args.resume:
-        _resume_flags(args, (("--lut", args.lut), ("--deploy-size", args.deploy_size)))
-        cfg = make_config(args.preset)  # replaced by the run's own config
+        _resume_flags(args, (("--lut", args.lut), ("--deploy-size", args.deploy_size), ("--strategy", args.strategy)))
+        cfg = method.config(args.preset)  # replaced by the run's own config
         resume_overrides = {k: getattr(args, k) for k in ("device", "threads") if getattr(args, k) is not None}
     else:
         extra = _cli_extra(args)
-        search = {k: v for k, v in (("lut", args.lut), ("deploy_size", args.deploy_size)) if v is not None}
-        if search:
-            extra["search"] = {**search, "deploy_size": list(search["deploy_size"])} if "deploy_size" in search \
-                else search
-        cfg = make_config(args.preset, args.config, args.overrides, extra, method_presets=presets)
-    result = run_method(cfg, out, resume=args.resume, progress=not args.quiet, resume_overrides=resume_overrides)
+        own = {k: v for k, v in (("lut", args.lut), ("deploy_size", args.deploy_size)) if v is not None}
+        if "deploy_size" in own:
+            own["deploy_size"] = list(own["deploy_size"])
+        if own:
+            extra[method.name] = own
+        cfg = method.config(args.preset, args.config, args.overrides, extra, strategy=args.strategy)
+    result = method.search(cfg, out, resume=args.resume, progress=not args.quiet, resume_overrides=resume_overrides)
     if result.get("already_complete"):
         print(f"{out} is already complete; nothing to resume")
-    final = result.get("final") or {}
-    if args.method == "fasterseg":
-        h, w = result["config"]["search"]["deploy_size"]
-        for name, r in final.get("architectures", {}).items():
-            print(f"{name}: {r['archid']} branches 1/{r['branches'].replace('+', ',1/')}, estimated "
-                  f"{r['latency_ms']:.2f} ms at {h}x{w}, "
-                  f"search mIoU {100 * r['miou']:.1f}% -> {out / (name + '.json')}")
-        if "teacher" in final.get("architectures", {}):
-            print(f"next: segnas retrain {out / 'teacher.json'} --out {out}-teacher, then "
-                  f"segnas retrain {out / 'student.json'} --out {out}-student --teacher {out}-teacher")
-    else:
-        for name, r in final.get("architectures", {}).items():
-            print(f"{name}: {r['archid']} path {' '.join(str(4 << j) for j in r['path'])} "
-                  f"-> {out / (name + '.json')} (drawing {out / (name + '.png')})")
-        print(f"next: segnas retrain {out / 'genotype.json'} --out {out}-retrain")
+    for line in method.report(result, out) if method.report else []:
+        print(line)
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    """The registry: every method with its space, strategies (default first), presets and outputs."""
+    from .methods import METHODS
+    from .strategies import STRATEGIES
+
+    print(f"{'method':<13}{'space':<13}{'strategies (default first)':<30}{'presets':<18}writes")
+    for m in METHODS.values():
+        print(f"{m.name:<13}{m.space:<13}{', '.join(m.strategies):<30}{', '.join(m.presets):<18}"
+              f"{', '.join(o + '.json' for o in m.outputs)}  ({m.title})")
+    print(f"strategies: {', '.join(STRATEGIES)}")
     return 0
 
 
 def cmd_latency(args: argparse.Namespace) -> int:
-    from .config import make_config
     from .engine.loaders import make_datasets
-    from .engine.trainer import resolve_device
-    from .objectives.latency import LatencyTable, latency_environment
-    from .spaces import get_space
-    from .spaces.fasterseg.lut import calibrate_table, probe, space_keys
+    from .engine.session import resolve_device
+    from .methods import METHODS, method_for_space
 
-    if args.space != "fasterseg":
-        raise SegnasError(f"--space {args.space!r}: no latency table for it; choose fasterseg")
-    extra = _cli_extra(args)
-    extra.setdefault("search", {})["deploy_size"] = list(args.input)
-    cfg = make_config(args.preset, args.config, args.overrides, extra, method_presets=_search_method(args.space)[0])
+    method = method_for_space(args.space)
+    if method.latency_table is None:
+        raise SegnasError(f"--space {args.space!r}: no latency table for it; choose "
+                          f"{', '.join(m.space for m in METHODS.values() if m.latency_table)}")
+    out = Path(args.out)
+    if out.exists() and not args.extend:
+        raise SegnasError(f"{out}: exists; pass --extend to add missing entries to it, or choose another --out")
+    cfg = method.config(args.preset, args.config, args.overrides, _cli_extra(args))
     num_classes = cfg.data.num_classes or make_datasets(cfg.data, cfg.seed)[0].num_classes
     device = resolve_device(cfg.device)
     if cfg.threads:
         import torch
         torch.set_num_threads(cfg.threads)
-    sc = cfg.search
-    space_args = get_space(args.space).resolve_args(sc.space_args)
-    teacher = int(sc.teacher_chi or max(space_args["chis"])) if sc.cosearch else None
-    keys = space_keys(space_args, args.input, num_classes, teacher)
-    out = Path(args.out)
-    env = latency_environment(device, cfg.threads)
-    table = LatencyTable.load(out, env) if out.is_file() and args.extend else LatencyTable(
-        env, meta={"space": args.space, "space_args": space_args, "input": list(args.input),
-                   "num_classes": num_classes, "teacher_chi": teacher})
-    if out.exists() and not args.extend:
-        raise SegnasError(f"{out}: exists; pass --extend to add missing entries to it, or choose another --out")
-    measured = table.build(keys, probe, device, repeats=args.repeats, progress=not args.quiet)
-    cal = calibrate_table(table, space_args, args.input, num_classes, device, repeats=args.repeats, seed=cfg.seed)
+    table, measured, cal = method.latency_table(cfg, num_classes, args.input, out, args.extend, args.repeats,
+                                                device, not args.quiet)
     table.save(out)
+    env = table.environment
     print(f"{out}: {len(table)} entries ({measured} measured now) for {args.space} at "
           f"{args.input[0]}x{args.input[1]}, {num_classes} classes, on {env['device']} with {env['threads']} threads; "
           f"calibrated on {cal['networks']} whole networks (x{cal['factor']:.2f})")
@@ -232,7 +209,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from .profile import profile
     from .spaces import get_space
 
-    from .engine.trainer import resolve_device
+    from .engine.session import resolve_device
 
     genotype = resolve_genotype(args.genotype)
     for flag, value in (("--repeats", args.repeats), ("--batch", args.batch), ("--num-classes", args.num_classes),
@@ -278,7 +255,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from .report import draw_genotype
+    from .methods import draw_genotype
     from .spaces import get_space
 
     g = resolve_genotype(args.genotype)
@@ -303,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("search", help="search an architecture (writes its genotype(s) to --out)")
-    p.add_argument("method", choices=SEARCH_METHODS)
+    p.add_argument("method", help="a method of 'segnas methods', e.g. fasterseg, autodeeplab")
+    p.add_argument("--strategy", default=None, help="search strategy (default: the method's own; see 'segnas methods')")
     p.add_argument("--out", required=True, help="run folder (never overwritten)")
     p.add_argument("--resume", action="store_true", help="continue the search in --out")
     p.add_argument("--lut", default=None, help="latency table from 'segnas latency build' (default: measure one)")
@@ -312,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _config_args(p)
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("methods", help="the search methods, their spaces and strategies")
+    p.set_defaults(func=cmd_methods)
 
     p = sub.add_parser("latency", help="latency lookup tables measured on this device")
     p.add_argument("action", choices=["build"])

@@ -16,6 +16,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import yaml
@@ -70,15 +71,17 @@ class TrainConfig:
     log_every: int = 10
     grad_clip: float | None = None
     channels_last: bool = False
+    patience: int | None = None  # evaluations in a row without a higher val mIoU before training stops early
 
 
 @dataclass
 class SearchConfig:
-    """A differentiable (first-order bilevel) architecture search.
+    """What every architecture search shares: data halves, budget, the bilevel optimisers.
 
     Weights train on trainA, architecture parameters on trainB (halves of the
-    training split, seeded). ``space_args`` are checked by the space; the
-    latency fields are used by spaces with a latency objective (FasterSeg).
+    training split, seeded). ``space_args`` are checked by the space; what only
+    one method uses lives in that method's own section (``fasterseg.*``,
+    ``autodeeplab.*``), what only one strategy uses in the strategy's (``random.*``).
     """
 
     pretrain_epochs: int = 1  # weights only, architecture frozen
@@ -95,26 +98,9 @@ class SearchConfig:
     arch_lr: float = 3e-4
     arch_betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
     arch_weight_decay: float = 0.0
-    ohem_thresh: float = 0.7
-    ohem_min_kept: int = 1000  # pixels at 1/8 resolution
     arch_loss: str | None = None  # architecture step's loss: None = the method's own; "ce" averages every pixel
     arch_batches: int = 1  # trainB batches averaged into one architecture step (less noise per step)
     space_args: dict = field(default_factory=dict)
-    genotype_args: dict = field(default_factory=dict)  # space args of the derived networks (e.g. a larger F)
-    cosearch: bool = True  # also search a teacher (widest, no latency loss)
-    teacher_chi: int | None = None  # teacher's expansion ratio; None: the largest
-    sandwich_random: int = 2  # random widths per pretraining step, besides min and max
-    sandwich_search: bool = True  # also train min and max widths while searching (paper); off halves the cost
-    sandwich_arch: bool = False  # the architecture loss also runs the student at min and max width (authors' code)
-    tau: float = 1.0  # Gumbel-softmax temperature
-    latency_lambda: float = 0.01
-    latency_weights: list[float] = field(default_factory=lambda: [0.001, 0.997, 0.002])
-    target_latency_ms: float | None = None  # with adaptive_lambda: halve/double lambda toward it
-    adaptive_lambda: bool = False
-    select_exponent: float = -0.07  # w in ACC * (LAT / T)^w
-    deploy_size: list[int] = field(default_factory=lambda: [360, 480])  # [H, W] the latency is for
-    lut: str | None = None  # latency table; None: measure one into the run folder
-    lut_repeats: int = 5  # timing rounds of the table; an entry keeps its fastest
     select_images: int = 16  # trainB images scoring the decoded architectures each epoch (0: none)
 
 
@@ -129,6 +115,16 @@ class RunConfig:
     device: str = "cpu"
     threads: int | None = None
     preset: str = "cpu"
+    method: str | None = None  # a search's method (registry name); None for a retrain
+    strategy: str | None = None  # a search's strategy
+    # the method's and the strategy's own sections, by name (read as ``cfg.fasterseg``, written at top level)
+    sections: dict[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        sections = self.__dict__.get("sections") or {}
+        if name in sections:
+            return sections[name]
+        raise AttributeError(f"{type(self).__name__} has no field or section {name!r}")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -189,13 +185,24 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
+def _known(obj: Any) -> str:
+    names = [f.name for f in dataclasses.fields(obj) if f.name != "sections"]
+    return ", ".join(names + list(getattr(obj, "sections", {})))
+
+
 def _merge(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
     hints = typing.get_type_hints(type(obj))
+    sections = obj.sections if isinstance(obj, RunConfig) else {}
     for key, value in updates.items():
         name = f"{prefix}{key}"
-        if key not in hints:
-            known = ", ".join(f.name for f in dataclasses.fields(obj))
-            raise ConfigError(f"config key '{name}' is unknown; known keys here: {known}")
+        if key in sections:
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{name}' is a section; give keys under it")
+            _merge(sections[key], value, name + ".")
+            continue
+        if key not in hints or key == "sections":
+            raise ConfigError(f"config key '{_leaf(name, value)}' is unknown{_moved(obj, key)}; "
+                              f"known keys here: {_known(obj)}")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
@@ -205,6 +212,31 @@ def _merge(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
             setattr(obj, key, {**current, **value})  # mappings (space_args) merge key by key
         else:
             setattr(obj, key, _check_type(value, hints[key], name))
+
+
+def _leaf(name: str, value: Any) -> str:
+    """The key as the user wrote it (``a.b.c``), where a single nested key was given."""
+    while isinstance(value, dict) and len(value) == 1:
+        key, value = next(iter(value.items()))
+        name = f"{name}.{key}"
+    return name
+
+
+def _moved(obj: Any, key: str) -> str:
+    """A hint for the keys that were search options before each method had its own section."""
+    if isinstance(obj, SearchConfig) and key in MOVED_SEARCH_KEYS:
+        return f" (it moved to the section of method {MOVED_SEARCH_KEYS[key]}: '{MOVED_SEARCH_KEYS[key]}.{key}')"
+    return ""
+
+
+# options that were ``search.*`` before methods had sections, and the method whose section holds them now
+MOVED_SEARCH_KEYS: dict[str, str] = {
+    **{k: "fasterseg" for k in (
+        "ohem_thresh", "ohem_min_kept", "cosearch", "teacher_chi", "sandwich_random", "sandwich_search",
+        "sandwich_arch", "tau", "latency_lambda", "latency_weights", "target_latency_ms", "adaptive_lambda",
+        "select_exponent", "deploy_size", "lut", "lut_repeats")},
+    "genotype_args": "autodeeplab",
+}
 
 
 _CHOICES = {"train.optimizer": ("sgd", "adam"), "train.schedule": ("poly", "exp", "constant"),
@@ -217,49 +249,62 @@ _RANGES = {  # key: (lowest, highest, lowest allowed itself)
     "train.ohem_min_kept": (1, None, True), "train.aux_weight": (0, None, True),
     "train.distill_weight": (0, None, True), "train.distill_temperature": (0, None, False),
     "train.eval_every": (0, None, True), "train.log_every": (1, None, True), "train.grad_clip": (0, None, False),
+    "train.patience": (1, None, True),
     "search.pretrain_epochs": (0, None, True), "search.epochs": (0, None, True), "search.batch_size": (1, None, True),
     "search.steps_per_epoch": (1, None, True), "search.lr": (0, None, False), "search.momentum": (0, 1, True),
     "search.weight_decay": (0, None, True), "search.lr_decay": (0, 1, False), "search.grad_clip": (0, None, False),
     "search.arch_lr": (0, None, False), "search.arch_weight_decay": (0, None, True),
-    "search.ohem_thresh": (0, 1, False), "search.ohem_min_kept": (1, None, True),
-    "search.teacher_chi": (1, None, True), "search.sandwich_random": (0, None, True), "search.tau": (0, None, False),
-    "search.latency_lambda": (0, None, True), "search.target_latency_ms": (0, None, False),
-    "search.lut_repeats": (1, None, True), "search.select_images": (0, None, True), "search.lr_min": (0, None, True),
-    "search.arch_batches": (1, None, True),
+    "search.select_images": (0, None, True), "search.lr_min": (0, None, True), "search.arch_batches": (1, None, True),
     "data.num_workers": (0, None, True), "data.synthetic_train": (1, None, True),
     "data.synthetic_val": (1, None, True), "data.num_classes": (1, 254, True), "threads": (1, None, True),
 }
 
 
+def check_range(key: str, value: Any, low: float, high: float | None, inclusive: bool) -> None:
+    """A ConfigError naming ``key`` when ``value`` lies outside [low, high] (or (low, high])."""
+    if value is None:
+        return
+    if value < low or (value == low and not inclusive) or (high is not None and value > high):
+        bound = f">= {low}" if inclusive else f"> {low}"
+        raise ConfigError(f"config key '{key}' is {value}; it must be {bound}"
+                          + (f" and <= {high}" if high is not None else ""))
+
+
+def check_choice(key: str, value: Any, options: tuple) -> None:
+    if value not in options:
+        raise ConfigError(f"config key '{key}' is {value!r}; choose one of "
+                          + ", ".join("null" if o is None else str(o) for o in options))
+
+
+def check_size(key: str, value: list[int] | None) -> None:
+    if value is not None and (len(value) != 2 or min(value) < 1):
+        raise ConfigError(f"config key '{key}' is {value}; give [height, width] of positive integers")
+
+
 def validate(cfg: RunConfig) -> RunConfig:
-    """Range and choice checks, so a bad value fails before any work with the key named."""
-    for key, (low, high, inclusive) in _RANGES.items():
-        value = _get(cfg, key)
-        if value is None:
-            continue
-        if value < low or (value == low and not inclusive) or (high is not None and value > high):
-            bound = f">= {low}" if inclusive else f"> {low}"
-            raise ConfigError(f"config key '{key}' is {value}; it must be {bound}"
-                              + (f" and <= {high}" if high is not None else ""))
+    """Range and choice checks, so a bad value fails before any work with the key named.
+
+    A section checks itself: its class lists ``RANGES`` and ``CHOICES`` by field and may add ``check()``.
+    """
+    for key, bounds in _RANGES.items():
+        check_range(key, _get(cfg, key), *bounds)
     for key, options in _CHOICES.items():
-        if _get(cfg, key) not in options:
-            raise ConfigError(f"config key '{key}' is {_get(cfg, key)!r}; choose one of "
-                              + ", ".join("null" if o is None else o for o in options))
+        check_choice(key, _get(cfg, key), options)
+    for name, section in cfg.sections.items():
+        for key, bounds in getattr(section, "RANGES", {}).items():
+            check_range(f"{name}.{key}", getattr(section, key), *bounds)
+        for key, options in getattr(section, "CHOICES", {}).items():
+            check_choice(f"{name}.{key}", getattr(section, key), options)
+        if hasattr(section, "check"):
+            section.check()
     if cfg.train.ema_decay is not None and not 0 < cfg.train.ema_decay < 1:
         raise ConfigError(f"config key 'train.ema_decay' is {cfg.train.ema_decay}; it must be in (0, 1) or null")
     if cfg.train.momentum >= 1:
         raise ConfigError("config key 'train.momentum' must be < 1")
-    if len(cfg.search.latency_weights) != 3 or min(cfg.search.latency_weights) < 0:
-        raise ConfigError(f"config key 'search.latency_weights' is {cfg.search.latency_weights}; give three "
-                          "non-negative weights for the operator, downsampling and width terms")
     if len(cfg.search.arch_betas) != 2 or not all(0 <= b < 1 for b in cfg.search.arch_betas):
         raise ConfigError(f"config key 'search.arch_betas' is {cfg.search.arch_betas}; give [beta1, beta2] in [0, 1)")
-    if cfg.search.adaptive_lambda and cfg.search.target_latency_ms is None:
-        raise ConfigError("config key 'search.adaptive_lambda' needs a target: set search.target_latency_ms")
-    for key in ("data.crop", "data.synthetic_size", "search.deploy_size"):
-        value = _get(cfg, key)
-        if value is not None and (len(value) != 2 or min(value) < 1):
-            raise ConfigError(f"config key '{key}' is {value}; give [height, width] of positive integers")
+    for key in ("data.crop", "data.synthetic_size"):
+        check_size(key, _get(cfg, key))
     scale = cfg.data.scale_range
     if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
         raise ConfigError(f"config key 'data.scale_range' is {cfg.data.scale_range}; give [low, high] "
@@ -295,11 +340,16 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 def make_config(preset: str = "cpu", file: str | Path | None = None,
                 overrides: list[str] | None = None, extra: dict[str, Any] | None = None,
-                method_presets: dict[str, dict[str, Any]] | None = None) -> RunConfig:
-    """Defaults <- preset <- the method's preset <- YAML file <- ``extra`` (CLI options) <- ``--set``."""
+                method_presets: dict[str, dict[str, Any]] | None = None,
+                sections: dict[str, Any] | None = None) -> RunConfig:
+    """Defaults <- preset <- the method's preset <- YAML file <- ``extra`` (CLI options) <- ``--set``.
+
+    ``sections`` are the method's and strategy's own (name -> dataclass of defaults); a key under any
+    other name is refused with the known ones listed.
+    """
     if preset not in PRESETS:
         raise ConfigError(f"--preset {preset!r} is unknown; choose one of {', '.join(PRESETS)}")
-    cfg = RunConfig(preset=preset)
+    cfg = RunConfig(preset=preset, sections=copy.deepcopy(dict(sections or {})))
     _merge(cfg, copy.deepcopy(PRESETS[preset]))
     if method_presets and preset in method_presets:
         _merge(cfg, copy.deepcopy(method_presets[preset]))
@@ -329,10 +379,18 @@ def with_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
 
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
+    """Plain nested dict; each section is written at top level under its name."""
+    out = dataclasses.asdict(cfg)
+    out.update(out.pop("sections"))
+    return out
 
 
-_PATH_KEYS = ("data.root", "train.distill_teacher", "search.lut")
+_PATH_KEYS = ("data.root", "train.distill_teacher")
+
+
+def _absolute(value: str | None) -> str | None:
+    # "" means "not given" to every reader, as None does; abspath would make it the current folder
+    return os.path.abspath(os.path.expanduser(value)) if value else None
 
 
 def anchored(cfg: RunConfig) -> RunConfig:
@@ -340,14 +398,15 @@ def anchored(cfg: RunConfig) -> RunConfig:
 
     A relative path means "from where the run was started"; written into a run's
     config as it is, it would point elsewhere once the run is resumed from another folder.
-    CamVid's default root is written out for the same reason.
+    Sections list their path fields in ``PATHS``. CamVid's default root is written out for the same reason.
     """
     out = copy.deepcopy(cfg)
     for key in _PATH_KEYS:
         section, name = key.split(".")
-        value = getattr(getattr(out, section), name)
-        # "" means "not given" to every reader, as None does; abspath would make it the current folder
-        setattr(getattr(out, section), name, os.path.abspath(os.path.expanduser(value)) if value else None)
+        setattr(getattr(out, section), name, _absolute(getattr(getattr(out, section), name)))
+    for section in out.sections.values():
+        for name in getattr(section, "PATHS", ()):
+            setattr(section, name, _absolute(getattr(section, name)))
     # CamVid's default follows $SEGNAS_CAMVID; pinned here, a resume under another environment reads the same data
     from .engine.loaders import data_root  # at call time: the engine imports this module
 
@@ -356,20 +415,34 @@ def anchored(cfg: RunConfig) -> RunConfig:
 
 
 # options added after run configs were first saved, with the value that reproduces what runs saved before them did
-LATER_OPTIONS: dict[tuple[str, str], Any] = {("search", "sandwich_arch"): False}
+LATER_OPTIONS: dict[tuple[str, str], Any] = {("fasterseg", "sandwich_arch"): False}
 
 
-def as_saved(data: dict[str, Any]) -> dict[str, Any]:
-    """A saved run config (as a dict) with the options added since filled in as that run behaved,
-    so that resuming or comparing an older run does not silently change what it did."""
+def as_saved(data: dict[str, Any], sections: Iterable[str] = ()) -> dict[str, Any]:
+    """A saved run config (as a dict) read as today's, behaving as that run did.
+
+    Configs saved before methods had sections kept every option under ``search``: those of
+    ``sections`` (the run's method and strategy) move to their section, the other methods' are
+    dropped (that run never read them). Options added since are filled in as the run behaved, so
+    resuming or comparing an older run does not silently change what it did.
+    """
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for name in sections:
+        out[name] = dict(out.get(name) or {})
+    search = out.get("search")
+    if isinstance(search, dict):
+        for key in [k for k in search if k in MOVED_SEARCH_KEYS]:
+            value, owner = search.pop(key), MOVED_SEARCH_KEYS[key]
+            if owner in sections and key not in out.get(owner, {}):
+                out.setdefault(owner, {})[key] = value
     for (section, key), value in LATER_OPTIONS.items():
         if isinstance(out.get(section), dict):
             out[section].setdefault(key, value)
     return out
 
 
-def from_dict(data: dict[str, Any]) -> RunConfig:
-    cfg = RunConfig()
+def from_dict(data: dict[str, Any], sections: dict[str, Any] | None = None) -> RunConfig:
+    """A checked RunConfig from a plain dict (``sections``: as for :func:`make_config`)."""
+    cfg = RunConfig(sections=copy.deepcopy(dict(sections or {})))
     _merge(cfg, data)
     return validate(cfg)

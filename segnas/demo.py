@@ -29,15 +29,17 @@ from .objectives.latency import LatencyTable, interleaved_fastest
 from .profile import profile
 from .spaces import get_space
 from .spaces.fasterseg.lut import estimate_latency
-from .spaces.fasterseg.search import SEARCH_PRESETS, run_fasterseg_search, search_table_file
+from .methods import get_method
+from .methods.fasterseg import search_table_file
 
 DEPLOY = (360, 480)
 
 SEARCH = ["data.crop=[64,64]", "data.scale_range=[0.75,1.25]", "search.batch_size=8",
-          "search.pretrain_epochs=2", "search.epochs=3", "search.arch_lr=0.005", "search.sandwich_random=1", "search.sandwich_search=false",
-          "search.select_images=8", "search.lut_repeats=3", "search.ohem_min_kept=400",
-          "search.space_args.layers=6", "search.space_args.chis=[2,3,4]", "search.space_args.stem_chi=3",
-          "search.space_args.head_chi=3", f"search.deploy_size=[{DEPLOY[0]},{DEPLOY[1]}]"]
+          "search.pretrain_epochs=2", "search.epochs=3", "search.arch_lr=0.005", "fasterseg.sandwich_random=1",
+          "fasterseg.sandwich_search=false", "search.select_images=8", "fasterseg.lut_repeats=3",
+          "fasterseg.ohem_min_kept=400", "search.space_args.layers=6", "search.space_args.chis=[2,3,4]",
+          "search.space_args.stem_chi=3", "search.space_args.head_chi=3",
+          f"fasterseg.deploy_size=[{DEPLOY[0]},{DEPLOY[1]}]"]
 RETRAIN = ["data.crop=[96,128]", "data.scale_range=[0.75,1.5]", "train.epochs=5", "train.batch_size=8",
            "train.eval_every=80", "train.ohem_min_kept=8000"]
 
@@ -71,20 +73,20 @@ def run_demo(out: Path | None = None, quick: bool = False) -> int:
     out = out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
     t0 = time.perf_counter()
     preset = "tiny" if quick else "cpu"
-    search_cfg = make_config(preset, overrides=[] if quick else SEARCH, extra={"data": {"dataset": "synthetic"}},
-                             method_presets=SEARCH_PRESETS)
+    method = get_method("fasterseg")
+    search_cfg = method.config(preset, overrides=[] if quick else SEARCH, extra={"data": {"dataset": "synthetic"}})
     print(f"segnas demo: FasterSeg search on the built-in synthetic dataset ({search_cfg.data.synthetic_train} "
           f"images, {search_cfg.data.synthetic_size[0]}x{search_cfg.data.synthetic_size[1]}), preset {preset}; "
           "all networks train from scratch (no pretrained weights offline)")
-    run_fasterseg_search(search_cfg, out / "search", progress=not quick)
+    method.search(search_cfg, out / "search", progress=not quick)
     search_s = time.perf_counter() - t0
     print(f"search done in {search_s:.0f} s")
 
     train_cfg = make_config(preset, overrides=[] if quick else RETRAIN, extra={"data": {"dataset": "synthetic"}})
     val = build_dataset("synthetic", None, "val", transform=EvalTransform(), seed=train_cfg.seed,
                         **dataset_kwargs(train_cfg.data, "val"))
-    table = LatencyTable.load(search_table_file(search_cfg.search, out / "search"))
-    deploy = tuple(search_cfg.search.deploy_size)
+    table = LatencyTable.load(search_table_file(search_cfg, out / "search"))
+    deploy = tuple(search_cfg.fasterseg.deploy_size)
     student = load_genotype(out / "search" / "student.json")
     teacher = load_genotype(out / "search" / "teacher.json")
     baseline = hand_designed(student.space_args, table, val.num_classes,

@@ -16,7 +16,8 @@ from segnas.profile import count_flops, count_params
 from segnas.spaces import get_space
 from segnas.spaces.autodeeplab import OPS, path_counts
 from segnas.spaces.autodeeplab.derive import brute_force_path, decode_cell, viterbi
-from segnas.spaces.autodeeplab.search import SEARCH_PRESETS, AutoDeepLabSearch, run_autodeeplab_search
+from segnas.methods import get_method
+from segnas.spaces.autodeeplab.search import AutoDeepLabSearch
 from segnas.spaces.autodeeplab.supernet import beta_mask, cell_edges
 
 SPACE = get_space("autodeeplab")
@@ -169,14 +170,17 @@ def test_cell_decoding_keeps_the_two_strongest_predecessors_and_never_none():
 
 # -- supernet and search ----------------------------------------------------------------------
 
-def _tiny_cfg(**search):
-    return make_config("tiny", method_presets=SEARCH_PRESETS,
-                       extra={"data": {"dataset": "synthetic"}, **({"search": search} if search else {})})
+ADL = get_method("autodeeplab")
+
+
+def _tiny_cfg(**autodeeplab):
+    return ADL.config("tiny", extra={"data": {"dataset": "synthetic"},
+                                     **({"autodeeplab": autodeeplab} if autodeeplab else {})})
 
 
 def test_gradients_reach_alpha_beta_only_in_the_architecture_step():
     torch.manual_seed(0)
-    problem = AutoDeepLabSearch(_tiny_cfg().search, num_classes=4, ignore_index=255)
+    problem = AutoDeepLabSearch(_tiny_cfg(), num_classes=4, ignore_index=255)
     images, masks = torch.randn(2, 3, 48, 48), torch.randint(0, 4, (2, 48, 48))
     problem.weight_backward(images, masks, pretrain=False)
     assert all(p.grad is None for p in problem.arch_parameters())
@@ -194,7 +198,7 @@ def test_gradients_reach_alpha_beta_only_in_the_architecture_step():
 
 def test_beta_is_a_distribution_over_the_valid_moves():
     torch.manual_seed(0)
-    problem = AutoDeepLabSearch(_tiny_cfg().search, num_classes=4, ignore_index=255)
+    problem = AutoDeepLabSearch(_tiny_cfg(), num_classes=4, ignore_index=255)
     with torch.no_grad():
         problem.net.arch["beta"].normal_()
     p = problem.net.beta_weights()
@@ -205,13 +209,13 @@ def test_beta_is_a_distribution_over_the_valid_moves():
 
 def test_genotype_args_must_keep_the_searched_structure():
     with pytest.raises(ConfigError, match="genotype_args.layers"):
-        AutoDeepLabSearch(_tiny_cfg(genotype_args={"layers": 9}).search, 4, 255)
+        _tiny_cfg(genotype_args={"layers": 9})
 
 
 @pytest.fixture(scope="module")
 def tiny_search(tmp_path_factory):
     out = tmp_path_factory.mktemp("adl") / "run"
-    return out, run_autodeeplab_search(_tiny_cfg(), out, progress=False)
+    return out, ADL.search(_tiny_cfg(), out, progress=False)
 
 
 def test_tiny_search_writes_genotypes_and_drawings(tiny_search):
@@ -240,8 +244,8 @@ def test_tiny_search_writes_genotypes_and_drawings(tiny_search):
 def test_resumed_search_ends_with_the_identical_genotype(tiny_search, tmp_path):
     out, _ = tiny_search
     cfg = _tiny_cfg()
-    assert run_autodeeplab_search(cfg, tmp_path / "killed", stop_after=3, progress=False)["interrupted"]
-    run_autodeeplab_search(cfg, tmp_path / "killed", resume=True, progress=False)
+    assert ADL.search(cfg, tmp_path / "killed", stop_after=3, progress=False)["interrupted"]
+    ADL.search(cfg, tmp_path / "killed", resume=True, progress=False)
     assert (tmp_path / "killed" / "genotype.json").read_text() == (out / "genotype.json").read_text()
     a = torch.load(tmp_path / "killed" / "checkpoints" / "last.pt", weights_only=True)["search"]["net"]
     b = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["search"]["net"]
@@ -253,7 +257,7 @@ def test_resuming_a_finished_search_returns_its_result(tiny_search, monkeypatch)
     before = (out / "genotype.json").read_text()
     # a finished search builds nothing: no supernet, no data
     monkeypatch.setattr(AutoDeepLabSearch, "__init__", lambda *a, **k: pytest.fail("supernet built"))
-    again = run_autodeeplab_search(_tiny_cfg(), out, resume=True, progress=False)
+    again = ADL.search(_tiny_cfg(), out, resume=True, progress=False)
     assert again["already_complete"] and again["final"] == result["final"]
     assert (out / "genotype.json").read_text() == before
 
@@ -263,10 +267,10 @@ def test_resuming_a_checkpoint_of_another_supernet_layout_is_one_clear_error(tmp
 
     cfg = _tiny_cfg()
     run = tmp_path / "old"
-    assert run_autodeeplab_search(cfg, run, stop_after=1, progress=False)["interrupted"] is True
+    assert ADL.search(cfg, run, stop_after=1, progress=False)["interrupted"] is True
     # the run was stopped before its first checkpoint; write one whose supernet has an extra stem layer
     ckpt_path = run / "checkpoints" / "last.pt"
-    problem = AutoDeepLabSearch(cfg.search, num_classes=4, ignore_index=255)
+    problem = AutoDeepLabSearch(cfg, num_classes=4, ignore_index=255)
     state = problem.state_dict()
     state["net"]["stem.2.conv.weight"] = torch.zeros(1)
     atomic_save({"search": state, "method": "autodeeplab", "config": to_dict(cfg), "step": 1, "epochs_done": 0,
@@ -274,7 +278,7 @@ def test_resuming_a_checkpoint_of_another_supernet_layout_is_one_clear_error(tmp
                 ckpt_path)
     before = ckpt_path.read_bytes()
     with pytest.raises(ConfigError, match="does not fit this autodeeplab supernet.*another --out"):
-        run_autodeeplab_search(cfg, run, resume=True, progress=False)
+        ADL.search(cfg, run, resume=True, progress=False)
     assert ckpt_path.read_bytes() == before
 
 
@@ -289,10 +293,10 @@ def test_searched_genotype_retrains(tiny_search, tmp_path):
 
 
 def test_mixed_edge_shares_the_relu_and_equals_the_weighted_sum():
-    from segnas.spaces.autodeeplab.supernet import MixedEdge
+    from segnas.spaces.autodeeplab.supernet import mixed_edge
 
     torch.manual_seed(0)
-    edge = MixedEdge(OPS, 4).eval()
+    edge = mixed_edge(OPS, 4).eval()
     x, w = torch.randn(2, 4, 9, 7), torch.softmax(torch.randn(len(OPS)), 0)
     expected = sum(w[OPS.index(name)] * op(x) for name, op in zip([o for o in OPS if o != "none"], edge.ops))
     assert sum(edge.pre_relu) == 4  # the four convolutions

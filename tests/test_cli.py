@@ -195,8 +195,12 @@ def test_autodeeplab_search_cli_errors_are_one_line(capsys, tmp_path):
     assert_one_line_error(code, err, "search.space_args", "ops")
     assert not (tmp_path / "b").exists()  # refused before the run folder is made
     code, out, err = run_cli(capsys, "search", "fasterseg", "--preset", "tiny", "--quiet",
-                             "--set", "search.genotype_args.filter_multiplier=4", "--out", str(tmp_path / "c"))
-    assert_one_line_error(code, err, "search.genotype_args")
+                             "--set", "autodeeplab.genotype_args.filter_multiplier=4", "--out", str(tmp_path / "c"))
+    # another method's section is refused, with the keys this method does take
+    assert_one_line_error(code, err, "'autodeeplab.genotype_args.filter_multiplier' is unknown", "search, ", "fasterseg")
+    code, out, err = run_cli(capsys, "search", "autodeeplab", "--preset", "tiny", "--quiet",
+                             "--set", "search.lut=t.json", "--out", str(tmp_path / "c"))
+    assert_one_line_error(code, err, "'search.lut' is unknown", "'fasterseg.lut'")
     assert not (tmp_path / "c").exists()
     code, out, err = run_cli(capsys, "zoo", "show", "autodeeplab-s")
     assert code == 0 and "atrous_conv_5x5(h(l-2))" in out

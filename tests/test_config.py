@@ -1,8 +1,9 @@
 import pytest
 
 from segnas.config import anchored, from_dict, make_config, to_dict
-from segnas.engine.trainer import resumed_config
+from segnas.engine.session import resumed_config
 from segnas.errors import ConfigError
+from segnas.methods import get_method
 
 
 def test_layers_merge_in_order(tmp_path):
@@ -36,15 +37,17 @@ def test_unknown_preset_and_bad_file(tmp_path):
 
 def test_anchored_makes_file_paths_absolute_against_the_starting_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cfg = make_config("tiny", overrides=["data.root=data/camvid", "train.distill_teacher=runs/t",
-                                         "search.lut=~/lut.json"])
+    fasterseg = get_method("fasterseg")
+    cfg = fasterseg.config("tiny", overrides=["data.root=data/camvid", "train.distill_teacher=runs/t",
+                                              "fasterseg.lut=~/lut.json"])
     out = anchored(cfg)
     assert out.data.root == str(tmp_path / "data/camvid")
     assert out.train.distill_teacher == str(tmp_path / "runs/t")
-    assert out.search.lut.startswith("/") and out.search.lut.endswith("/lut.json") and "~" not in out.search.lut
-    assert cfg.data.root == "data/camvid"  # the caller's config is left as it was
+    lut = out.fasterseg.lut  # a section's path field (its PATHS)
+    assert lut.startswith("/") and lut.endswith("/lut.json") and "~" not in lut
+    assert cfg.data.root == "data/camvid" and cfg.fasterseg.lut == "~/lut.json"  # the caller's config is left as it was
     assert anchored(make_config("tiny")).train.distill_teacher is None
-    assert anchored(make_config("tiny", overrides=["search.lut=''"])).search.lut is None
+    assert anchored(fasterseg.config("tiny", overrides=["fasterseg.lut=''"])).fasterseg.lut is None
 
 
 def test_anchored_pins_the_default_camvid_root(tmp_path, monkeypatch):
@@ -60,11 +63,11 @@ def test_resuming_a_config_saved_before_an_option_existed_keeps_its_behaviour(mo
     import segnas.config
 
     # an option whose default changed after older runs were saved: those runs resume as they ran
-    monkeypatch.setattr(segnas.config, "LATER_OPTIONS", {("search", "tau"): 0.5})
+    monkeypatch.setattr(segnas.config, "LATER_OPTIONS", {("search", "arch_batches"): 3})
     saved = to_dict(make_config("tiny"))
-    saved["search"]["tau"] = 2.0
-    assert resumed_config({"config": saved}, None).search.tau == 2.0  # what the run was saved with
-    del saved["search"]["tau"]
-    assert resumed_config({"config": saved}, None).search.tau == 0.5
-    assert from_dict(to_dict(make_config("tiny"))).search.tau == 1.0  # configs are not rewritten otherwise
+    saved["search"]["arch_batches"] = 2
+    assert resumed_config({"config": saved}, None).search.arch_batches == 2  # what the run was saved with
+    del saved["search"]["arch_batches"]
+    assert resumed_config({"config": saved}, None).search.arch_batches == 3
+    assert from_dict(to_dict(make_config("tiny"))).search.arch_batches == 1  # configs are not rewritten otherwise
     assert segnas.config.as_saved({"seed": 3}) == {"seed": 3}  # no section, nothing to fill

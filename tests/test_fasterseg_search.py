@@ -6,18 +6,26 @@ import numpy as np
 import pytest
 import torch
 
-from segnas.config import SearchConfig, make_config
+from segnas.config import make_config
+from segnas.methods import get_method
 from segnas.genotype import load as load_genotype
 from segnas.objectives import LatencyTable, latency_environment
 from segnas.spaces import get_space
 from segnas.spaces.fasterseg.derive import backtrace, decode_branch, select
 from segnas.spaces.fasterseg.lut import RelaxedLatency, cell_key, scale_sizes, space_keys, stem_key
-from segnas.spaces.fasterseg.search import SEARCH_PRESETS, FasterSegSearch, run_fasterseg_search
+from segnas.spaces.fasterseg.search import FasterSegSearch
 from segnas.spaces.fasterseg.supernet import FasterSegSupernet
 
 OPS = ["skip", "conv", "conv_2x", "zoomed_conv", "zoomed_conv_2x"]
 ARGS = {"layers": 5, "ops": OPS, "chis": [1, 2], "stem_chi": 1, "head_chi": 1, "branches": 2}
 HW = (64, 96)
+
+
+def fs_cfg(space_args=ARGS, search=None, **fasterseg):
+    """A FasterSeg search config over ``space_args``, the latency at HW, teacher ratio 2."""
+    return get_method("fasterseg").config("tiny", extra={
+        "search": {"space_args": dict(space_args), **(search or {})},
+        "fasterseg": {"deploy_size": list(HW), "teacher_chi": 2, **fasterseg}})
 
 
 def fake_table(args=ARGS, hw=HW, num_classes=3, teacher_chi=2) -> LatencyTable:
@@ -58,8 +66,7 @@ def test_teacher_runs_widest_and_has_no_width_parameters(supernet):
 
 
 def test_latency_loss_reaches_alpha_beta_gamma_and_no_weight(supernet):
-    cfg = SearchConfig(space_args=dict(ARGS), deploy_size=list(HW), teacher_chi=2)
-    search = FasterSegSearch(cfg, 3, 255, fake_table(), seed=0)
+    search = FasterSegSearch(fs_cfg(), 3, 255, fake_table(), seed=0)
     net = search.net
     net.zero_grad(set_to_none=True)
     widths = net.sample_widths("student", "gumbel", torch.Generator().manual_seed(1))
@@ -72,7 +79,7 @@ def test_latency_loss_reaches_alpha_beta_gamma_and_no_weight(supernet):
 
 
 def test_each_search_step_computes_only_its_own_gradients():
-    cfg = SearchConfig(space_args=dict(ARGS), deploy_size=list(HW), teacher_chi=2, ohem_min_kept=16)
+    cfg = fs_cfg(ohem_min_kept=16)
     torch.manual_seed(0)
     search = FasterSegSearch(cfg, 3, 255, fake_table(), seed=0)
     images, masks = torch.randn(2, 3, 64, 64), torch.randint(0, 3, (2, 64, 64))
@@ -250,8 +257,7 @@ def test_branch_choice_trades_accuracy_for_latency():
 def test_search_derives_hand_set_parameters_and_picks_branches(monkeypatch):
     alphas, betas, gammas, chis, path = _hand_set_arrays()
     args = dict(ARGS, layers=9)
-    cfg = SearchConfig(space_args=args, deploy_size=list(HW), teacher_chi=2)
-    search = FasterSegSearch(cfg, 3, 255, fake_table(args), seed=0)
+    search = FasterSegSearch(fs_cfg(args), 3, 255, fake_table(args), seed=0)
     with torch.no_grad():
         for j in range(3):
             search.net.arch[f"student_alpha{j}"].copy_(torch.log(torch.tensor(alphas[j]).clamp_min(1e-9)))
@@ -273,14 +279,14 @@ def test_search_derives_hand_set_parameters_and_picks_branches(monkeypatch):
 
 
 def _tiny_cfg(**search):
-    return make_config("tiny", method_presets=SEARCH_PRESETS,
-                       extra={"data": {"dataset": "synthetic"}, **({"search": search} if search else {})})
+    return get_method("fasterseg").config("tiny", extra={"data": {"dataset": "synthetic"},
+                                                         **({"search": search} if search else {})})
 
 
 @pytest.fixture(scope="module")
 def tiny_search(tmp_path_factory):
     out = tmp_path_factory.mktemp("search") / "run"
-    return out, run_fasterseg_search(_tiny_cfg(), out, progress=False)
+    return out, get_method("fasterseg").search(_tiny_cfg(), out, progress=False)
 
 
 def test_tiny_search_writes_every_epochs_genotypes(tiny_search):
@@ -305,11 +311,11 @@ def test_resumed_search_ends_with_the_identical_genotypes(tiny_search, tmp_path)
     cfg = _tiny_cfg()
     again = tmp_path / "killed"
     # the shared table makes timings identical between the two runs (measurements are noisy)
-    cfg.search.lut = str(out / "latency_table.json")
-    full = tmp_path / "full"
-    run_fasterseg_search(cfg, full, progress=False)
-    assert run_fasterseg_search(cfg, again, stop_after=3, progress=False)["interrupted"]
-    run_fasterseg_search(cfg, again, resume=True, progress=False)
+    cfg.fasterseg.lut = str(out / "latency_table.json")
+    full, method = tmp_path / "full", get_method("fasterseg")
+    method.search(cfg, full, progress=False)
+    assert method.search(cfg, again, stop_after=3, progress=False)["interrupted"]
+    method.search(cfg, again, resume=True, progress=False)
     for name in ("student", "teacher"):
         assert (again / f"{name}.json").read_text() == (full / f"{name}.json").read_text()
     ca = torch.load(again / "checkpoints" / "last.pt", weights_only=True)
@@ -332,8 +338,7 @@ def test_searched_genotype_round_trips_into_retrain(tiny_search, tmp_path):
 
 
 def test_adaptive_lambda_moves_toward_the_target():
-    cfg = SearchConfig(space_args=dict(ARGS), deploy_size=list(HW), teacher_chi=2, target_latency_ms=10.0,
-                       adaptive_lambda=True, latency_lambda=0.01)
+    cfg = fs_cfg(target_latency_ms=10.0, adaptive_lambda=True, latency_lambda=0.01)
     search = FasterSegSearch(cfg, 3, 255, fake_table(), seed=0)
     search.adapt_lambda(5.0)  # faster than the target: relax the latency pressure
     assert search.latency_lambda == pytest.approx(0.005)
@@ -343,4 +348,4 @@ def test_adaptive_lambda_moves_toward_the_target():
     search.adapt_lambda(10.5)  # inside the band: unchanged
     assert search.latency_lambda == pytest.approx(0.02)
     with pytest.raises(Exception, match="target_latency_ms"):
-        make_config("tiny", overrides=["search.adaptive_lambda=true"])
+        get_method("fasterseg").config("tiny", overrides=["fasterseg.adaptive_lambda=true"])

@@ -6,16 +6,19 @@ import torch
 from segnas.config import make_config
 from segnas.engine.loaders import train_loader
 from segnas.errors import ConfigError
-from segnas.spaces.autodeeplab.search import SEARCH_PRESETS as ADL_PRESETS, AutoDeepLabSearch, run_autodeeplab_search
-from segnas.spaces.fasterseg.search import SEARCH_PRESETS as FS_PRESETS, FasterSegSearch
-from segnas.strategies.differentiable import arch_step, epoch_steps, search_data, trainb_batches
+from segnas.methods import get_method
+from segnas.spaces.autodeeplab.search import AutoDeepLabSearch
+from segnas.spaces.fasterseg.search import FasterSegSearch
+from segnas.strategies.differentiable import arch_step
+from segnas.strategies.halves import epoch_steps, search_data, trainb_batches
 
-from test_fasterseg_search import ARGS, HW, fake_table
+from test_fasterseg_search import fake_table, fs_cfg
+
+ADL = get_method("autodeeplab")
 
 
-def _cfg(presets, **search):
-    return make_config("tiny", method_presets=presets,
-                       extra={"data": {"dataset": "synthetic"}, **({"search": search} if search else {})})
+def _cfg(**search):
+    return ADL.config("tiny", extra={"data": {"dataset": "synthetic"}, **({"search": search} if search else {})})
 
 
 def _same(a, b) -> bool:
@@ -23,7 +26,7 @@ def _same(a, b) -> bool:
 
 
 def test_one_trainb_batch_per_step_is_the_epochs_single_pass(tmp_path):
-    cfg = _cfg(ADL_PRESETS, batch_size=2, steps_per_epoch=None)
+    cfg = _cfg(batch_size=2, steps_per_epoch=None)
     data = search_data(cfg, tmp_path)
     sc = cfg.search
     steps = epoch_steps(sc, data)
@@ -33,7 +36,7 @@ def test_one_trainb_batch_per_step_is_the_epochs_single_pass(tmp_path):
 
 
 def test_several_trainb_batches_per_step_resume_where_they_stopped(tmp_path):
-    cfg = _cfg(ADL_PRESETS, batch_size=2, steps_per_epoch=None, arch_batches=3)
+    cfg = _cfg(batch_size=2, steps_per_epoch=None, arch_batches=3)
     data = search_data(cfg, tmp_path)
     sc = cfg.search
     steps, per_pass = epoch_steps(sc, data), len(data.train_b) // sc.batch_size
@@ -54,7 +57,7 @@ def _arch_grads(problem, batches):
 
 def test_arch_step_averages_the_gradients_of_its_batches():
     torch.manual_seed(0)
-    problem = AutoDeepLabSearch(_cfg(ADL_PRESETS).search, num_classes=4, ignore_index=255)
+    problem = AutoDeepLabSearch(_cfg(), num_classes=4, ignore_index=255)
     b1 = (torch.randn(2, 3, 48, 48), torch.randint(0, 4, (2, 48, 48)))
     b2 = (torch.randn(2, 3, 48, 48), torch.randint(0, 4, (2, 48, 48)))
     g1, g2 = _arch_grads(problem, [b1]), _arch_grads(problem, [b2])
@@ -65,11 +68,11 @@ def test_arch_step_averages_the_gradients_of_its_batches():
 
 
 def test_search_with_several_trainb_batches_per_step_resumes_to_the_same_genotype(tmp_path):
-    cfg = _cfg(ADL_PRESETS, arch_batches=3)
-    full = run_autodeeplab_search(cfg, tmp_path / "full", progress=False)
+    cfg = _cfg(arch_batches=3)
+    full = ADL.search(cfg, tmp_path / "full", progress=False)
     assert full["final"]["arch_signal"]["steps"] == epoch_steps(cfg.search, search_data(cfg, tmp_path))
-    assert run_autodeeplab_search(cfg, tmp_path / "killed", stop_after=3, progress=False)["interrupted"]
-    run_autodeeplab_search(cfg, tmp_path / "killed", resume=True, progress=False)
+    assert ADL.search(cfg, tmp_path / "killed", stop_after=3, progress=False)["interrupted"]
+    ADL.search(cfg, tmp_path / "killed", resume=True, progress=False)
     assert (tmp_path / "killed" / "genotype.json").read_text() == (tmp_path / "full" / "genotype.json").read_text()
 
 
@@ -77,9 +80,8 @@ def test_search_with_several_trainb_batches_per_step_resumes_to_the_same_genotyp
 def test_fasterseg_architecture_loss_is_ohem_or_plain_cross_entropy(arch_loss):
     torch.manual_seed(0)
     # OHEM keeps only the two hardest pixels here (none is under p = 0.05), so the two losses differ
-    cfg = _cfg(FS_PRESETS, arch_loss=arch_loss, space_args=dict(ARGS), deploy_size=list(HW), teacher_chi=2,
-               ohem_thresh=0.05, ohem_min_kept=2)
-    search = FasterSegSearch(cfg.search, 3, 255, fake_table(), seed=0)
+    cfg = fs_cfg(search={"arch_loss": arch_loss}, ohem_thresh=0.05, ohem_min_kept=2)
+    search = FasterSegSearch(cfg, 3, 255, fake_table(), seed=0)
     images, masks = torch.randn(2, 3, 64, 96), torch.randint(0, 3, (2, 64, 96))
     masks[:, :32] = 255
     logs = search.arch_backward(images, masks)
@@ -90,7 +92,7 @@ def test_fasterseg_architecture_loss_is_ohem_or_plain_cross_entropy(arch_loss):
              for p in preds.values())
     ohem = search._loss(preds, masks)  # the weights' loss, OHEM
     assert float(ohem) > float(ce)  # OHEM averages the hardest pixels only
-    assert logs["arch_loss_teacher"] == pytest.approx(float(ce if arch_loss == "ce" else ohem), rel=1e-5)
+    assert float(logs["arch_loss_teacher"]) == pytest.approx(float(ce if arch_loss == "ce" else ohem), rel=1e-5)
 
 
 def test_arch_loss_is_checked():
@@ -99,13 +101,12 @@ def test_arch_loss_is_checked():
     with pytest.raises(ConfigError, match="search.arch_batches"):
         make_config("tiny", overrides=["search.arch_batches=0"])
     with pytest.raises(ConfigError, match="search.arch_loss: Auto-DeepLab"):
-        AutoDeepLabSearch(_cfg(ADL_PRESETS, arch_loss="ohem").search, 4, 255)
+        ADL.config("tiny", overrides=["search.arch_loss=ohem"])
 
 
 def test_fasterseg_architecture_sandwich_averages_gumbel_max_and_min_widths():
     torch.manual_seed(0)
-    cfg = _cfg(FS_PRESETS, space_args=dict(ARGS), deploy_size=list(HW), teacher_chi=2, latency_lambda=0.0)
-    search = FasterSegSearch(cfg.search, 3, 255, fake_table(), seed=0)
+    search = FasterSegSearch(fs_cfg(latency_lambda=0.0), 3, 255, fake_table(), seed=0)
     assert len(search.net.specs["student"]["chis"]) > 1
     images, masks = torch.randn(2, 3, 64, 96), torch.randint(0, 3, (2, 64, 96))
     names = [k for k in search.net.arch if k.startswith("student")]
@@ -117,7 +118,7 @@ def test_fasterseg_architecture_sandwich_averages_gumbel_max_and_min_widths():
         search.generator.set_state(start)
         for p in search.arch_parameters():
             p.grad = None
-        logs = search.arch_backward(images, masks)
+        logs = {k: float(v) for k, v in search.arch_backward(images, masks).items()}
         return [p.grad.clone() for p in student], logs
 
     g_gumbel, _ = grads(False)

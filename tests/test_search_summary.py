@@ -62,7 +62,7 @@ def test_summary_refuses_one_search_twice_and_mixed_settings(tmp_path):
 
 
 def test_summary_fills_keys_added_since_as_older_runs_behaved(tmp_path):
-    old = result(tmp_path / "old.json", "s1", [0.02], **settings())  # before search.sandwich_arch existed
+    old = result(tmp_path / "old.json", "s1", [0.02], **settings())  # before fasterseg.sandwich_arch existed (then search.sandwich_arch)
     off = settings(seed=1)
     off["search_config"]["search"]["sandwich_arch"] = False
     assert run(old, result(tmp_path / "off.json", "s2", [0.0], **off)).returncode == 0

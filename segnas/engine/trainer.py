@@ -1,39 +1,33 @@
-"""Retraining a genotype: the child-network training loop.
+"""Training a child network: a :class:`Trainer` with a step budget, callbacks and early stopping.
 
 Seeded and resumable: the learning rate is a pure function of the step, data
-order and augmentation are functions of (seed, epoch, index), and every
-evaluation writes ``checkpoints/last.pt`` (and ``best.pt`` when mIoU improves)
-atomically. ``--resume`` reloads ``last.pt`` and continues to the same final
-weights and metrics an unbroken run reaches. Ctrl-C saves the current step
-first, so nothing trained is lost.
+order and augmentation are functions of (seed, epoch, index), so a trainer
+restored from its ``state_dict`` continues to the same weights an unbroken
+run reaches. The trainer knows nothing of run folders: ``retrain`` (below)
+wraps it in a :class:`~segnas.engine.session.RunSession`, and a trial of a
+multi-trial search is a trainer with a short budget that returns its metrics.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import signal
-import threading
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..config import RunConfig, anchored, as_saved, from_dict, to_dict
+from ..config import TrainConfig
 from ..errors import CheckpointError, ConfigError, SegnasError
-from ..genotype import Genotype, save as save_genotype
+from ..genotype import Genotype
 from ..losses import kl_distillation, make_criterion, seg_loss_with_aux
 from ..spaces import get_space
-from .checkpoint import atomic_save, load_checkpoint
 from .ema import ModelEMA
 from .evaluate import evaluate
-from .loaders import eval_loader, make_datasets, train_loader
-from .rundir import MetricsLog, environment, prepare_run_dir, write_json, write_yaml
+from .loaders import eval_loader, train_loader
+
 
 
 def lr_at(step: int, total: int, steps_per_epoch: int, cfg) -> float:
@@ -48,29 +42,6 @@ def lr_at(step: int, total: int, steps_per_epoch: int, cfg) -> float:
     if cfg.schedule == "constant":
         return base
     raise ConfigError(f"train.schedule {cfg.schedule!r} is unknown; choose poly, exp or constant")
-
-
-def resolve_device(name: str) -> torch.device:
-    """A torch device that exists here, or a ConfigError saying what to use instead."""
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise ConfigError(f"device {name!r} is not a torch device; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r}: no CUDA GPU here; use --device cpu (the paper preset "
-                          "assumes a GPU)")
-    return device
-
-
-def resumed_config(ckpt: dict[str, Any], overrides: dict[str, Any] | None, what: str = "run") -> RunConfig:
-    """The checkpoint's own config; a resume may change only where it runs (device, threads)."""
-    cfg = from_dict(as_saved(ckpt["config"]))
-    for key, value in (overrides or {}).items():
-        if key not in ("device", "threads"):
-            raise ConfigError(f"--resume continues the {what} with its own config; '{key}' cannot change "
-                              "(only --device and --threads can)")
-        setattr(cfg, key, value)
-    return cfg
 
 
 def make_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
@@ -102,214 +73,160 @@ def model_from_checkpoint(ckpt: dict[str, Any], num_classes: int | None = None, 
     return model, genotype
 
 
-@dataclass
-class _State:
-    step: int = 0
-    best_miou: float = -1.0
+class Trainer:
+    """Trains ``model`` on ``train_ds`` with the ``train.*`` settings and evaluates it on ``val_ds``.
 
-
-def retrain(genotype: Genotype, cfg: RunConfig, out: str | Path, resume: bool = False,
-            stop_after: int | None = None, progress: bool = True,
-            resume_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train ``genotype``'s child network as ``cfg`` says, writing the run to ``out``.
-
-    ``stop_after`` ends the run after that many steps without saving, like a
-    kill; it exists so tests can check that resuming reaches the same result.
-    On resume the run's own config is used; ``resume_overrides`` may change only
-    where it runs (``device``, ``threads``), never what it computes.
+    ``total_steps`` is the budget (default: ``train.epochs`` passes); ``teacher``
+    adds KL distillation from a fixed network. Call :meth:`fit`, or
+    :meth:`train_step` for one optimisation step of your own.
     """
-    run = prepare_run_dir(out, resume)
-    cfg = anchored(cfg)
-    ckpt = load_checkpoint(run / "checkpoints" / "last.pt") if resume else None
-    if ckpt is not None:
-        cfg = resumed_config(ckpt, resume_overrides)
-        stored = Genotype.from_dict(ckpt["genotype"], source=str(run / "checkpoints" / "last.pt"))
-        if stored.archid != genotype.archid:
-            raise ConfigError(f"{run}: this run trains genotype {stored.archid}, not {genotype.archid}; "
-                              "resume with the run's own genotype.json")
-        done = run / "result.json"
-        if done.is_file():  # finished: nothing to build or load (its teacher may be gone by now)
-            result = json.loads(done.read_text())
-            if (result.get("steps"), result.get("epochs"), result.get("archid")) == \
-                    (int(ckpt["step"]), cfg.train.epochs, genotype.archid):
-                return {**result, "already_complete": True}
-    tc = cfg.train
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
-    train_ds, val_ds = make_datasets(cfg.data, cfg.seed)
-    num_classes = train_ds.num_classes
-    steps_per_epoch = len(train_ds) // tc.batch_size
-    if steps_per_epoch == 0:
-        raise ConfigError(f"train.batch_size {tc.batch_size} is larger than the {len(train_ds)} training "
-                          "images; lower it")
-    total = tc.epochs * steps_per_epoch
-    eval_every = tc.eval_every or steps_per_epoch
 
-    torch.manual_seed(cfg.seed)
-    model = get_space(genotype.space).build(genotype, num_classes, aux=True)
-    fmt = torch.channels_last if tc.channels_last else torch.contiguous_format
-    model = model.to(device, memory_format=fmt)
-    optimizer = make_optimizer(model, tc)
-    ema = ModelEMA(model, tc.ema_decay) if tc.ema_decay else None
-    teacher = None
-    if tc.distill_teacher:
-        teacher, _ = model_from_checkpoint(load_checkpoint(tc.distill_teacher), num_classes)
-        teacher = teacher.to(device, memory_format=fmt).eval()
-        for p in teacher.parameters():
-            p.requires_grad_(False)
-    criterion = make_criterion(tc.loss, train_ds.ignore_index,
-                               **({"thresh": tc.ohem_thresh, "min_kept": tc.ohem_min_kept} if tc.loss == "ohem" else {}))
-    state = _State()
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if ema is not None:
-            ema.load_state_dict(ckpt["ema"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        state = _State(int(ckpt["step"]), float(ckpt["best_miou"]))
-    else:
-        write_yaml(run / "config.yaml", to_dict(cfg))
-        write_json(run / "env.json", environment(cfg.seed, str(device)))
-        save_genotype(genotype, run / "genotype.json")
+    def __init__(self, model: nn.Module, tc: TrainConfig, train_ds, val_ds, device: torch.device, seed: int,
+                 num_workers: int = 0, teacher: nn.Module | None = None, total_steps: int | None = None,
+                 progress: bool = False, desc: str = "retrain") -> None:
+        self.tc, self.train_ds, self.val_ds, self.device, self.seed = tc, train_ds, val_ds, device, seed
+        self.num_workers, self.progress, self.desc = num_workers, progress, desc
+        self.steps_per_epoch = len(train_ds) // tc.batch_size
+        if self.steps_per_epoch == 0:
+            raise ConfigError(f"train.batch_size {tc.batch_size} is larger than the {len(train_ds)} training "
+                              "images; lower it")
+        self.total = total_steps if total_steps is not None else tc.epochs * self.steps_per_epoch
+        self.eval_every = tc.eval_every or self.steps_per_epoch
+        self.fmt = torch.channels_last if tc.channels_last else torch.contiguous_format
+        self.model = model.to(device, memory_format=self.fmt)
+        self.optimizer = make_optimizer(self.model, tc)
+        self.ema = ModelEMA(self.model, tc.ema_decay) if tc.ema_decay else None
+        self.teacher = teacher
+        if teacher is not None:
+            self.teacher = teacher.to(device, memory_format=self.fmt).eval()
+            for p in self.teacher.parameters():
+                p.requires_grad_(False)
+        self.criterion = make_criterion(tc.loss, train_ds.ignore_index, **(
+            {"thresh": tc.ohem_thresh, "min_kept": tc.ohem_min_kept} if tc.loss == "ohem" else {}))
+        self.step, self.best_miou, self.evals_since_best = 0, -1.0, 0
+        self.metrics: dict[str, Any] = {}
+        self.images_seen, self.last_loss = 0, math.nan
 
-    # a fresh run drops whatever a failed earlier start logged; a resumed one what came after its checkpoint
-    log = MetricsLog(run / "metrics.jsonl", resume_step=state.step)
-    writer = _tensorboard(run / "tb", purge_step=state.step + 1)
-    val_loader = eval_loader(val_ds, cfg.data.num_workers)
+    # -- one step ----------------------------------------------------------------
+    def train_step(self, images: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One optimisation step at the learning rate of the current step; losses as tensors (no sync)."""
+        tc = self.tc
+        lr = lr_at(self.step, self.total, self.steps_per_epoch, tc)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        images = images.to(self.device).contiguous(memory_format=self.fmt)
+        masks = masks.to(self.device)
+        logits, aux = self.model(images, aux=True)
+        loss = seg_loss_with_aux(self.criterion, logits, aux, masks, tc.aux_weight)
+        kd = None
+        if self.teacher is not None:
+            with torch.no_grad():
+                t_logits = self.teacher(images)
+            kd = kl_distillation(logits, t_logits, tc.distill_temperature)
+            loss = loss + tc.distill_weight * kd
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if tc.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+        self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.step += 1
+        self.images_seen += images.shape[0]
+        return {"loss": loss.detach(), **({"distill": kd.detach()} if kd is not None else {})}
 
-    def checkpoint(metrics: dict[str, Any] | None) -> None:
-        payload = {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "ema": ema.state_dict() if ema is not None else None, "step": state.step,
-            "best_miou": state.best_miou, "genotype": genotype.to_dict(), "num_classes": num_classes,
-            "class_names": list(train_ds.class_names), "config": to_dict(cfg),
-            "torch_rng": torch.get_rng_state(),
-            "metrics": {k: v for k, v in (metrics or {}).items() if k != "confusion"},
-        }
-        if metrics is not None and metrics["miou"] >= state.best_miou:
-            payload["best_miou"] = metrics["miou"]
-            atomic_save(payload, run / "checkpoints" / "best.pt")
-            state.best_miou = metrics["miou"]
-        atomic_save(payload, run / "checkpoints" / "last.pt")
+    def evaluate(self, loader=None) -> dict[str, Any]:
+        """Metrics on the validation set (or ``loader``) with the EMA weights where there are some."""
+        net = self.ema.shadow if self.ema is not None else self.model
+        metrics = evaluate(net, loader if loader is not None else eval_loader(self.val_ds, self.num_workers),
+                           self.train_ds.num_classes, self.device, self.train_ds.ignore_index,
+                           channels_last=self.tc.channels_last)
+        self.model.train()
+        return metrics
 
-    saved_step = state.step if ckpt is not None else -1
-    bar = tqdm(total=total, initial=state.step, disable=not progress, desc="retrain", unit="step",
-               dynamic_ncols=True, mininterval=1.0)
-    t_start, images_seen, last_loss = time.perf_counter(), 0, math.nan
-    last_metrics: dict[str, Any] = dict(ckpt["metrics"]) if ckpt is not None else {}
-    model.train()
-    try:
-        with _stop_requests() as stop:
-            while state.step < total:
-                epoch, start_batch = divmod(state.step, steps_per_epoch)
-                for images, masks in train_loader(train_ds, tc.batch_size, cfg.seed, epoch, start_batch,
-                                                  cfg.data.num_workers):
-                    lr = lr_at(state.step, total, steps_per_epoch, tc)
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr
-                    images = images.to(device).contiguous(memory_format=fmt)
-                    masks = masks.to(device)
-                    logits, aux = model(images, aux=True)
-                    loss = seg_loss_with_aux(criterion, logits, aux, masks, tc.aux_weight)
-                    record: dict[str, Any] = {"step": state.step + 1, "epoch": epoch, "lr": lr}
-                    if teacher is not None:
-                        with torch.no_grad():
-                            t_logits = teacher(images)
-                        kd = kl_distillation(logits, t_logits, tc.distill_temperature)
-                        record["distill"] = kd.detach()
-                        loss = loss + tc.distill_weight * kd
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if tc.grad_clip:
-                        nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-                    optimizer.step()
-                    if ema is not None:
-                        ema.update(model)
-                    state.step += 1
-                    images_seen += images.shape[0]
+    # -- the loop ----------------------------------------------------------------------
+    def fit(self, on_log: Callable[[dict[str, Any]], None] | None = None,
+            on_eval: Callable[[dict[str, Any], bool], None] | None = None,
+            should_stop: Callable[[], bool] | None = None, stop_after: int | None = None,
+            patience: int | None = None) -> str:
+        """Train to the budget; returns why it ended: "done", "early_stop", "stopped" or "killed".
+
+        ``on_log(record)`` every ``train.log_every`` steps, ``on_eval(metrics, best)``
+        every ``train.eval_every`` (``best``: no earlier evaluation was better); ``patience``
+        evaluations in a row without a higher mIoU end it
+        early; ``should_stop()`` is asked between steps; ``stop_after`` ends like a kill (tests).
+        """
+        tc = self.tc
+        val_loader = eval_loader(self.val_ds, self.num_workers)
+        bar = tqdm(total=self.total, initial=self.step, disable=not self.progress, desc=self.desc, unit="step",
+                   dynamic_ncols=True, mininterval=1.0)
+        self.model.train()
+        try:
+            while self.step < self.total:
+                epoch, start_batch = divmod(self.step, self.steps_per_epoch)
+                for images, masks in train_loader(self.train_ds, tc.batch_size, self.seed, epoch, start_batch,
+                                                  self.num_workers):
+                    lr = lr_at(self.step, self.total, self.steps_per_epoch, tc)
+                    logs = self.train_step(images, masks)
                     bar.update(1)
-                    if state.step % tc.log_every == 0 or state.step == total:
+                    if self.step % tc.log_every == 0 or self.step == self.total:
                         # reading the loss syncs with the device: only on logging steps
-                        record["loss"] = last_loss = loss.item()
-                        if "distill" in record:
-                            record["distill"] = record["distill"].item()
+                        record = {"step": self.step, "epoch": epoch, "lr": lr,
+                                  **{k: float(v) for k, v in logs.items()}}
+                        self.last_loss = record["loss"]
                         if not math.isfinite(record["loss"]):
-                            raise SegnasError(f"loss became {record['loss']} at step {state.step}; lower "
+                            raise SegnasError(f"loss became {record['loss']} at step {self.step}; lower "
                                               f"train.lr (now {tc.lr}) or check the data")
-                        log.write(record)
-                        writer.add_scalar("train/loss", record["loss"], state.step)
-                        writer.add_scalar("train/lr", lr, state.step)
+                        if on_log is not None:
+                            on_log(record)
                         bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{lr:.2g}",
-                                        miou=f"{100 * last_metrics.get('miou', 0):.1f}")
-                    if state.step % eval_every == 0 or state.step == total:
-                        net = ema.shadow if ema is not None else model
-                        last_metrics = evaluate(net, val_loader, num_classes, device, train_ds.ignore_index,
-                                                channels_last=tc.channels_last)
-                        model.train()
-                        log.write({"step": state.step, "epoch": epoch, "val_miou": last_metrics["miou"],
-                                   "val_fwiou": last_metrics["fwiou"], "val_pixel_acc": last_metrics["pixel_acc"],
-                                   "val_mean_acc": last_metrics["mean_acc"], "val_iou": last_metrics["iou"]})
-                        writer.add_scalar("val/miou", last_metrics["miou"], state.step)
-                        writer.add_scalar("val/pixel_acc", last_metrics["pixel_acc"], state.step)
-                        checkpoint(last_metrics)
-                        saved_step = state.step
-                        bar.set_postfix(loss=f"{last_loss:.3f}", lr=f"{lr:.2g}",
-                                        miou=f"{100 * last_metrics['miou']:.1f}")
-                    if stop_after is not None and state.step >= stop_after:
-                        return {"interrupted": True, "step": state.step}
-                    if stop.is_set():  # Ctrl-C: stop between steps, where the state is consistent
-                        if saved_step != state.step:
-                            checkpoint(None)
-                        raise SegnasError(f"interrupted at step {state.step}/{total}; continue with "
-                                          f"'segnas retrain --out {run} --resume'")
-                    if state.step >= total:
+                                        miou=f"{100 * self.metrics.get('miou', 0):.1f}")
+                    if self.step % self.eval_every == 0 or self.step == self.total:
+                        self.metrics = self.evaluate(val_loader)
+                        miou = self.metrics["miou"]
+                        self.evals_since_best = 0 if miou > self.best_miou else self.evals_since_best + 1
+                        if on_eval is not None:
+                            on_eval(self.metrics, miou >= self.best_miou)
+                        self.best_miou = max(self.best_miou, self.metrics["miou"])
+                        if patience is not None and self.evals_since_best >= patience:
+                            return "early_stop"
+                    if stop_after is not None and self.step >= stop_after:
+                        return "killed"
+                    if should_stop is not None and should_stop():
+                        return "stopped"
+                    if self.step >= self.total:
                         break
-    finally:
-        bar.close()
-        writer.close()
-    wall = time.perf_counter() - t_start
-    result = {
-        "run_dir": str(run), "archid": genotype.archid, "steps": state.step, "epochs": tc.epochs,
-        "best_miou": state.best_miou, "final": {k: v for k, v in last_metrics.items() if k != "confusion"},
-        "wall_s": wall, "images_per_s": images_seen / wall if wall > 0 else math.nan,
-        "num_classes": num_classes, "class_names": list(train_ds.class_names),
-    }
-    write_json(run / "result.json", result)
-    return result
+            return "done"
+        finally:
+            bar.close()
+
+    # -- state ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "ema": self.ema.state_dict() if self.ema is not None else None, "step": self.step,
+                "best_miou": self.best_miou, "evals_since_best": self.evals_since_best,
+                "metrics": {k: v for k, v in self.metrics.items() if k != "confusion"}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.step, self.best_miou = int(state["step"]), float(state["best_miou"])
+        self.evals_since_best = int(state.get("evals_since_best", 0))
+        self.metrics = dict(state.get("metrics") or {})
 
 
-@contextmanager
-def _stop_requests():
-    """Turn the first Ctrl-C into a request to stop after the current step; a second one stops at once."""
-    stop = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-
-    def request(signum, frame):
-        stop.set()
-        signal.signal(signal.SIGINT, previous)
-
-    previous = signal.signal(signal.SIGINT, request)
-    try:
-        yield stop
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-class _NullWriter:
-    def add_scalar(self, *args, **kwargs) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _tensorboard(path: Path, purge_step: int | None):
-    """TensorBoard scalars when the package is installed; a no-op writer otherwise."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except Exception:  # tensorboard missing or broken: training must not depend on it
-        return _NullWriter()
-    return SummaryWriter(str(path), purge_step=purge_step)
+def train_network(genotype: Genotype, tc: TrainConfig, train_ds, val_ds, device: torch.device, seed: int,
+                  steps: int | None = None, num_workers: int = 0, patience: int | None = None,
+                  should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+    """Build ``genotype`` and train it for ``steps`` (a trial of a multi-trial search): its metrics,
+    without a run folder. ``stopped`` is True where ``should_stop`` cut it short."""
+    torch.manual_seed(seed)
+    model = get_space(genotype.space).build(genotype, train_ds.num_classes, aux=True)
+    trainer = Trainer(model, tc, train_ds, val_ds, device, seed, num_workers, total_steps=steps)
+    t0 = time.perf_counter()
+    why = trainer.fit(should_stop=should_stop, patience=patience)
+    return {"archid": genotype.archid, "best_miou": trainer.best_miou, "steps": trainer.step,
+            "final": {k: v for k, v in trainer.metrics.items() if k != "confusion"},
+            "wall_s": time.perf_counter() - t0, "stopped": why == "stopped"}

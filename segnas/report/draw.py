@@ -117,13 +117,3 @@ def draw_autodeeplab(genotype: Genotype, path: str | Path) -> Path:
     bx.axis("off")
     bx.set_title("cell (h(l): concat of the blocks)", fontsize=9)
     return _save(plt, fig, path)
-
-
-DRAWERS = {"fasterseg": draw_fasterseg, "autodeeplab": draw_autodeeplab}
-
-
-def draw_genotype(genotype: Genotype, path: str | Path) -> Path:
-    """Draw ``genotype`` to a PNG with its space's drawer."""
-    if genotype.space not in DRAWERS:
-        raise NotImplementedError(f"no drawing for space {genotype.space!r} yet")
-    return DRAWERS[genotype.space](genotype, path)

@@ -3,6 +3,9 @@
 A space turns genotypes into plain ``nn.Module`` child networks (``build``),
 checks genotypes (``validate``, naming the bad field), draws random ones
 (``sample``) and encodes a structured architecture as flat integer choices.
+``choice_spec`` and ``decode`` are the contract for samplers and controllers:
+they describe those integers and turn them back into a validated genotype, so
+a strategy can work on integers alone without knowing the structure.
 Supernet and derivation hooks are added by the spaces that have a
 differentiable search.
 """
@@ -10,6 +13,8 @@ differentiable search.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,6 +22,33 @@ from torch import nn
 
 from ..errors import GenotypeError
 from ..genotype import Genotype
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One categorical decision of the flat ``choices``: an integer in ``0 .. size - 1``.
+
+    ``constraint`` says in words what the size alone does not (values that
+    depend on other decisions, or when the decision is present at all), so a
+    sampler knows why ``decode`` may still refuse an in-range integer.
+    """
+
+    name: str
+    size: int
+    constraint: str = ""
+
+
+def read_choice(choices: Sequence[Any], pos: int, decision: Decision) -> int:
+    """``choices[pos]`` as an int in ``0 .. decision.size - 1``, else GenotypeError naming the decision."""
+    value = choices[pos]
+    if type(value) is bool or not hasattr(value, "__index__"):
+        raise GenotypeError(f"choices[{pos}] ({decision.name}) is {value!r}; it must be an integer "
+                            f"in 0..{decision.size - 1}")
+    value = int(value.__index__())
+    if not 0 <= value < decision.size:
+        rule = f" ({decision.constraint})" if decision.constraint else ""
+        raise GenotypeError(f"choices[{pos}] ({decision.name}) is {value}; allowed 0..{decision.size - 1}{rule}")
+    return value
 
 
 class SearchSpace(ABC):
@@ -36,6 +68,23 @@ class SearchSpace(ABC):
     @abstractmethod
     def encode(self, structure: dict[str, Any], args: dict[str, Any]) -> list[int]:
         """Flat integer choices of a (valid) structure."""
+
+    @abstractmethod
+    def choice_spec(self, args: dict[str, Any] | None = None) -> list[Decision]:
+        """The decisions behind ``encode``'s integers, in their order, for the resolved ``args``.
+
+        A variable-length space lists its longest sequence and says in each
+        optional decision's ``constraint`` when it is present.
+        """
+
+    @abstractmethod
+    def decode(self, choices: Sequence[int], args: dict[str, Any] | None = None, name: str | None = None,
+               meta: dict[str, Any] | None = None) -> Genotype:
+        """The inverse of ``encode``: a validated genotype from flat integer choices.
+
+        Raise GenotypeError naming the position and decision for a wrong
+        length, an out-of-range value or a violated constraint.
+        """
 
     @abstractmethod
     def build(self, genotype: Genotype, num_classes: int, aux: bool = True) -> nn.Module:
@@ -66,6 +115,21 @@ class SearchSpace(ABC):
         self.check_structure(structure, args, "structure")
         g = Genotype(self.name, self.version, args, self.encode(structure, args), structure,
                      name=name, meta=dict(meta or {}))
+        return g
+
+    def _decoded(self, structure: dict[str, Any], choices: list[int], names: list[str], args: dict[str, Any],
+                 name: str | None, meta: dict[str, Any] | None) -> Genotype:
+        """``make_genotype`` for ``decode``, refusing integers that do not survive re-encoding.
+
+        A repeated entry in ``space_args`` (e.g. an operator listed twice) lets
+        two integers mean one structure; ``encode`` keeps the first, so the
+        other would silently change the choices a controller emitted.
+        """
+        g = self.make_genotype(structure, args, name=name, meta=meta)
+        for pos, (got, want) in enumerate(zip(choices, g.choices)):
+            if got != want:
+                raise GenotypeError(f"choices[{pos}] ({names[pos]}) is {got} but means the same as {want}, "
+                                    "which encode uses; space_args lists that option twice")
         return g
 
     def validate(self, genotype: Genotype, source: str = "genotype") -> None:

@@ -11,8 +11,10 @@ which is the first question to ask when a searched network does no better
 than random ones.
 
 Statistics are gathered per epoch from the gradients the search computes
-anyway (a few kilobytes); rows are the last dimension of every architecture
-parameter.
+anyway (a few kilobytes, kept on the parameters' device so a step adds no
+host sync). What a row is comes from each parameter's declared kind
+(``segnas.choices``): the last dimension of a softmax or pairwise parameter
+(leader against runner-up), or one sigmoid gate on its own (its logit's drift).
 """
 
 from __future__ import annotations
@@ -27,16 +29,24 @@ from torch import nn
 
 
 class ArchSignal:
-    """Running mean and covariance of every architecture row's gradient over the steps seen."""
+    """Running mean and covariance of every architecture row's gradient over the steps seen.
 
-    def __init__(self, params: Sequence[nn.Parameter]) -> None:
-        self.shapes = [(p.numel() // p.shape[-1], p.shape[-1]) for p in params]
+    ``kinds`` are the parameters' declared choice kinds (default: softmax rows).
+    """
+
+    def __init__(self, params: Sequence[nn.Parameter], kinds: Sequence[str] | None = None) -> None:
+        kinds = list(kinds) if kinds is not None else ["softmax"] * len(params)
+        if len(kinds) != len(params):
+            raise ValueError(f"{len(kinds)} kinds for {len(params)} architecture parameters")
+        self.shapes = [(p.numel(), 1) if kind == "sigmoid" else (p.numel() // p.shape[-1], p.shape[-1])
+                       for p, kind in zip(params, kinds)]
+        self.devices = [p.device for p in params]
         self.reset()
 
     def reset(self) -> None:
         self.steps = 0
-        self.s1 = [torch.zeros(r, k, dtype=torch.float64) for r, k in self.shapes]
-        self.s2 = [torch.zeros(r, k, k, dtype=torch.float64) for r, k in self.shapes]
+        self.s1 = [torch.zeros(r, k, dtype=torch.float64, device=d) for (r, k), d in zip(self.shapes, self.devices)]
+        self.s2 = [torch.zeros(r, k, k, dtype=torch.float64, device=d) for (r, k), d in zip(self.shapes, self.devices)]
 
     @torch.no_grad()
     def update(self, params: Sequence[nn.Parameter]) -> None:
@@ -44,7 +54,7 @@ class ArchSignal:
         for p, (r, k), s1, s2 in zip(params, self.shapes, self.s1, self.s2):
             if p.grad is None:
                 continue
-            g = p.grad.detach().reshape(r, k).to("cpu", torch.float64)
+            g = p.grad.detach().reshape(r, k).to(torch.float64)
             s1 += g
             s2 += g.unsqueeze(2) * g.unsqueeze(1)
         self.steps += 1
@@ -64,19 +74,21 @@ class ArchSignal:
         if n < 2:
             return out
         for p, (r, k), s1, s2 in zip(params, self.shapes, self.s1, self.s2):
-            if k < 2:
-                continue
+            s1, s2 = s1.cpu(), s2.cpu()
             mean = s1 / n
             cov = (s2 / n - mean.unsqueeze(2) * mean.unsqueeze(1)) * (n / (n - 1))
             logits = p.detach().reshape(r, k).to("cpu", torch.float64)
             for i in range(r):
                 # live options: those some step gave a gradient (not masked moves, not nodes that cannot exist)
                 live = [o for o in range(k) if float(s2[i, o, o]) > 0.0]
-                if len(live) < 2:
+                if k == 1 and live:  # a sigmoid gate: does its logit drift beyond its noise?
+                    d, var = float(mean[i, 0]), float(cov[i, 0, 0])
+                elif len(live) < 2:
                     continue
-                a, b = sorted(live, key=lambda o: (-float(logits[i, o]), o))[:2]
-                d = float(mean[i, a] - mean[i, b])
-                var = float(cov[i, a, a] + cov[i, b, b] - 2 * cov[i, a, b])
+                else:
+                    a, b = sorted(live, key=lambda o: (-float(logits[i, o]), o))[:2]
+                    d = float(mean[i, a] - mean[i, b])
+                    var = float(cov[i, a, a] + cov[i, b, b] - 2 * cov[i, a, b])
                 if var <= 1e-12 * d * d or var <= 1e-30:  # no spread beyond rounding: a constant gradient
                     out.append(math.inf if abs(d) > 0 else 0.0)
                 else:
@@ -100,8 +112,8 @@ class ArchSignal:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.steps = int(state["steps"])
-        self.s1 = [t.to(torch.float64).clone() for t in state["s1"]]
-        self.s2 = [t.to(torch.float64).clone() for t in state["s2"]]
+        self.s1 = [t.to(d, torch.float64).clone() for t, d in zip(state["s1"], self.devices)]
+        self.s2 = [t.to(d, torch.float64).clone() for t, d in zip(state["s2"], self.devices)]
 
 
 def _finite(x: float) -> float | None:

@@ -12,10 +12,14 @@ operators applied to two distinct earlier states (0 = h_{l-1}, 1 = h_{l-2},
 k' + 2 = block k' < k). ``none`` may be searched over but never appears in a
 genotype. ``filter_multiplier`` is the paper's F (8 in the search, 20/32/48 for
 Auto-DeepLab-S/M/L).
+
+Choices (fixed length ``layers + 4 * blocks``): the path, then per block
+``input0, op0, input1, op1`` with op indices into ``space_args.ops``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -24,7 +28,7 @@ from torch import nn
 from ...errors import GenotypeError
 from ...genotype import Genotype
 from ...ops import CELL_OPS
-from ..base import SearchSpace
+from ..base import Decision, SearchSpace, read_choice
 from .network import SCALES, AutoDeepLabNet
 
 OPS = list(CELL_OPS) + ["none"]
@@ -109,6 +113,60 @@ class AutoDeepLabSpace(SearchSpace):
             for i, op in zip(block["inputs"], block["ops"]):
                 out += [i, args["ops"].index(op)]
         return out
+
+    def choice_spec(self, args: dict[str, Any] | None = None) -> list[Decision]:
+        """``layers`` path decisions, then ``input0, op0, input1, op1`` per block."""
+        args = self.resolve_args(args)
+        self.check_args(args, "space_args")
+        ops = args["ops"]
+        spec = [Decision("path.layer0", len(SCALES), "0 or 1: one step from the stem at 1/4")]
+        spec += [Decision(f"path.layer{i}", len(SCALES), f"within one of path.layer{i - 1}")
+                 for i in range(1, args["layers"])]
+        no_none = f"not {ops.index('none')} ('none')" if "none" in ops else ""
+        for k in range(args["blocks"]):
+            states = "0 = h(l-1), 1 = h(l-2), i + 2 = block i"
+            spec += [Decision(f"cell.block{k}.input0", k + 2, states),
+                     Decision(f"cell.block{k}.op0", len(ops), no_none),
+                     Decision(f"cell.block{k}.input1", k + 2, f"distinct from cell.block{k}.input0; {states}"),
+                     Decision(f"cell.block{k}.op1", len(ops), no_none)]
+        return spec
+
+    def decode(self, choices: Sequence[int], args: dict[str, Any] | None = None, name: str | None = None,
+               meta: dict[str, Any] | None = None) -> Genotype:
+        """The genotype of ``choices`` (see ``choice_spec``); GenotypeError names the bad decision."""
+        args = self.resolve_args(args)
+        spec = self.choice_spec(args)
+        choices = list(choices)
+        if len(choices) < len(spec):
+            raise GenotypeError(f"choices has {len(choices)} integers, so choices[{len(choices)}] "
+                                f"({spec[len(choices)].name}) is missing; {self.name} with {args['layers']} layers "
+                                f"and {args['blocks']} blocks takes {len(spec)} (layers + 4 * blocks)")
+        if len(choices) > len(spec):
+            raise GenotypeError(f"choices has {len(choices)} integers; the last decision is choices[{len(spec) - 1}] "
+                                f"({spec[-1].name}), remove the {len(choices) - len(spec)} after it")
+        vals = [read_choice(choices, pos, d) for pos, d in enumerate(spec)]
+        prev = 0  # the stem ends at 1/4
+        for pos in range(args["layers"]):
+            if abs(vals[pos] - prev) > 1:
+                allowed = [j for j in (prev - 1, prev, prev + 1) if 0 <= j < len(SCALES)]
+                raise GenotypeError(f"choices[{pos}] ({spec[pos].name}) is {vals[pos]}; after scale index {prev} it "
+                                    f"must be one of {allowed} (one step per layer, the stem ends at 1/4)")
+            prev = vals[pos]
+        ops, cell = args["ops"], []
+        for k in range(args["blocks"]):
+            pos = args["layers"] + 4 * k
+            i0, o0, i1, o1 = vals[pos:pos + 4]
+            if i0 == i1:
+                raise GenotypeError(f"choices[{pos + 2}] (cell.block{k}.input1) is {i1}, the same state as "
+                                    f"cell.block{k}.input0; choose a distinct one from 0..{k + 1}")
+            for at in (pos + 1, pos + 3):
+                if ops[vals[at]] == "none":
+                    raise GenotypeError(f"choices[{at}] ({spec[at].name}) is {vals[at]} = 'none', which a genotype "
+                                        f"never contains; choose one of "
+                                        f"{[i for i, op in enumerate(ops) if op != 'none']}")
+            cell.append({"inputs": [i0, i1], "ops": [ops[o0], ops[o1]]})
+        return self._decoded({"path": vals[:args["layers"]], "cell": cell}, vals, [d.name for d in spec],
+                             args, name, meta)
 
     def build(self, genotype: Genotype, num_classes: int, aux: bool = True) -> nn.Module:
         self.validate(genotype)

@@ -1,4 +1,4 @@
-"""Auto-DeepLab's search problem for the shared first-order bilevel strategy (paper Sec. 4.2, 5.1).
+"""Auto-DeepLab's supernet problem for a differentiable strategy (paper Sec. 4.2, 5.1).
 
 Weights on trainA, alpha and beta on trainB, both with the cross-entropy of
 the summed ASPP outputs at full resolution; the strategy starts architecture
@@ -6,20 +6,21 @@ steps after ``search.pretrain_epochs`` (the paper's 20 of 40 epochs). Each
 backward pass only computes the gradients its step uses, so weight steps never
 touch alpha/beta and architecture steps skip every weight gradient.
 Every epoch the path (Viterbi) and cell (top-2) are decoded into a genotype
-whose space arguments are the search's, updated with ``search.genotype_args``
+whose space arguments are the search's, updated with ``autodeeplab.genotype_args``
 (the paper searches with F = 8 and retrains with F = 20/32/48).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 
 from ...errors import ConfigError, GenotypeError
-from ...genotype import Genotype
+from ...choices import ChoiceSpec
+from ...config import RunConfig
 from ...losses import CrossEntropy
 from ...metrics import ConfusionMatrix
 from . import AutoDeepLabSpace
@@ -28,33 +29,40 @@ from .network import SCALES
 from .supernet import AutoDeepLabSupernet
 
 
+@dataclass
+class AutoDeepLabConfig:
+    """The ``autodeeplab.*`` section."""
+
+    genotype_args: dict = field(default_factory=dict)  # space args of the derived networks (e.g. a larger F)
+
+
 class AutoDeepLabSearch:
     """Losses and decoding of the Auto-DeepLab supernet (see ``segnas.strategies.differentiable``)."""
 
-    def __init__(self, cfg, num_classes: int, ignore_index: int, device: torch.device | str = "cpu") -> None:
+    def __init__(self, cfg: RunConfig, num_classes: int, ignore_index: int, device: torch.device | str = "cpu") -> None:
         self.space = AutoDeepLabSpace()
         self.args, self.genotype_args = self.check_config(cfg)
-        self.cfg, self.num_classes, self.ignore_index = cfg, num_classes, ignore_index
+        self.num_classes, self.ignore_index = num_classes, ignore_index
         self.device = torch.device(device)
         self.net = AutoDeepLabSupernet(self.args, num_classes).to(self.device)
         self.criterion = CrossEntropy(ignore_index)
 
     @staticmethod
-    def check_config(cfg) -> tuple[dict[str, Any], dict[str, Any]]:
+    def check_config(cfg: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         """(search space arguments, derived genotypes' arguments); a ConfigError naming the bad key."""
         space = AutoDeepLabSpace()
         try:
-            args = space.resolve_args(cfg.space_args)
+            args = space.resolve_args(cfg.search.space_args)
             space.check_args(args, "search.space_args")
-            genotype_args = space.resolve_args({**args, **cfg.genotype_args})
-            space.check_args(genotype_args, "search.genotype_args")
+            genotype_args = space.resolve_args({**args, **cfg.autodeeplab.genotype_args})
+            space.check_args(genotype_args, "autodeeplab.genotype_args")
         except GenotypeError as e:
             raise ConfigError(str(e).replace("field 'space_args.", "field '")) from None
         for key in ("layers", "blocks", "ops"):
             if genotype_args[key] != args[key]:
-                raise ConfigError(f"search.genotype_args.{key}: the derived network must keep the searched "
+                raise ConfigError(f"autodeeplab.genotype_args.{key}: the derived network must keep the searched "
                                   f"{key}; change search.space_args.{key} instead")
-        if cfg.arch_loss == "ohem":
+        if cfg.search.arch_loss == "ohem":
             raise ConfigError("search.arch_loss: Auto-DeepLab's search uses plain cross-entropy for weights and "
                               "architecture; leave it unset or set 'ce'")
         return args, genotype_args
@@ -65,23 +73,27 @@ class AutoDeepLabSearch:
     def arch_parameters(self) -> list[torch.nn.Parameter]:
         return self.net.arch_parameters()
 
+    def arch_specs(self) -> list[ChoiceSpec]:
+        """What each of :meth:`arch_parameters` decides, in the same order."""
+        return self.net.arch.spec_list()
+
     def state_dict(self) -> dict[str, Any]:
         return {"net": self.net.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["net"])
 
-    def weight_backward(self, images: torch.Tensor, masks: torch.Tensor, pretrain: bool) -> dict[str, float]:
+    def weight_backward(self, images: torch.Tensor, masks: torch.Tensor, pretrain: bool) -> dict[str, torch.Tensor]:
         """Cross-entropy on a trainA batch; gradients for the weights only."""
         loss = self.criterion(self.net(images), masks)
         loss.backward(inputs=self.weight_parameters())
-        return {"loss_weights": float(loss.detach())}
+        return {"loss_weights": loss.detach()}
 
-    def arch_backward(self, images: torch.Tensor, masks: torch.Tensor) -> dict[str, float]:
+    def arch_backward(self, images: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
         """Cross-entropy on a trainB batch; gradients for alpha and beta only."""
         loss = self.criterion(self.net(images), masks)
         loss.backward(inputs=self.arch_parameters())
-        return {"arch_loss": float(loss.detach())}
+        return {"arch_loss": loss.detach()}
 
     # -- decoding ---------------------------------------------------------------------------
     def decode(self) -> tuple[list[int], float, list[dict], list[list[int]]]:
@@ -125,51 +137,3 @@ class AutoDeepLabSearch:
         if miou is not None:
             line += f" | supernet mIoU(trainB) {100 * miou:.1f}"
         return {"genotypes": {"genotype": g}, "records": {"genotype": record}, "lines": {"genotype": line}}
-
-    def drawings(self, genotypes: dict[str, Genotype], run: Path) -> None:
-        """The decoded path and cell as PNG next to the genotype."""
-        from ...report import draw_genotype
-
-        for name, g in genotypes.items():
-            draw_genotype(g, run / f"{name}.png")
-
-
-# Method presets, merged over the general ones (segnas.config.PRESETS).
-SEARCH_PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {
-        "search": {"pretrain_epochs": 1, "epochs": 1, "batch_size": 2, "steps_per_epoch": 2, "select_images": 2,
-                   "lr": 0.025, "lr_schedule": "cosine", "lr_min": 0.001, "weight_decay": 3e-4,
-                   "arch_lr": 3e-3, "arch_betas": [0.9, 0.999], "arch_weight_decay": 1e-3,
-                   "space_args": {"layers": 4, "blocks": 2, "filter_multiplier": 2, "stem": [8, 8, 16]},
-                   "genotype_args": {"filter_multiplier": 4, "aspp_channels": 16, "decoder_channels": 16,
-                                     "low_level_channels": 8}},
-    },
-    "cpu": {
-        "data": {"crop": [128, 128]},
-        "search": {"pretrain_epochs": 3, "epochs": 3, "batch_size": 4, "lr": 0.025, "lr_schedule": "cosine",
-                   "lr_min": 0.001, "weight_decay": 3e-4, "arch_lr": 3e-3, "arch_betas": [0.9, 0.999],
-                   "arch_weight_decay": 1e-3, "select_images": 8,
-                   "space_args": {"layers": 8, "blocks": 3, "filter_multiplier": 4, "stem": [16, 16, 32]},
-                   "genotype_args": {"filter_multiplier": 20, "stem": [64, 64, 128]}},
-    },
-    "paper": {
-        "data": {"crop": [321, 321], "scale_range": [0.5, 0.5]},
-        "search": {"pretrain_epochs": 20, "epochs": 20, "batch_size": 2, "lr": 0.025, "lr_schedule": "cosine",
-                   "lr_min": 0.001, "weight_decay": 3e-4, "arch_lr": 3e-3, "arch_betas": [0.9, 0.999],
-                   "arch_weight_decay": 1e-3, "grad_clip": 5.0, "select_images": 16,
-                   "space_args": {"layers": 12, "blocks": 5, "filter_multiplier": 8},
-                   "genotype_args": {"filter_multiplier": 20}},
-    },
-}
-
-
-def run_autodeeplab_search(cfg, out: str | Path, resume: bool = False, stop_after: int | None = None,
-                           progress: bool = True, resume_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``segnas search autodeeplab``: search the cell and the path, write the decoded genotype."""
-    from ...strategies.differentiable import run_search
-
-    def make_problem(cfg, data, run, device):
-        return AutoDeepLabSearch(cfg.search, data.num_classes, data.ignore_index, device)
-
-    return run_search("autodeeplab", make_problem, cfg, out, resume, stop_after, progress, resume_overrides,
-                      check=AutoDeepLabSearch.check_config)

@@ -14,8 +14,8 @@ output.
 alpha (one row per cell edge, one column per operator) is shared by every
 cell; beta[l, j] holds the outgoing logits (down, same, up) of the node
 (l-1, j) (for l = 0: the stem), a softmax over the valid ones (Eq. 7).
-A mixed edge sums its weighted operators one by one (``none`` is left out),
-so no stacked copy of all operator outputs is kept.
+A mixed edge (``segnas.choices.MixedOp``) sums its weighted operators one by
+one (``none`` is left out), so no stacked copy of all operator outputs is kept.
 At layer L each scale has the simplified ASPP (1x1, one 3x3 at rate 96/s,
 image pooling; B * F * s / 4 filters per branch) and a classifier; the
 upsampled logits are summed.
@@ -23,15 +23,14 @@ upsampled logits are summed.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ...ops import ASPP, cell_op, upsample_to
+from ...choices import ArchParameters, InputChoice, MixedOp, choice_weights
+from ...ops import ASPP, PARAMETER_FREE, cell_op, upsample_to
 from .network import DIRECTIONS, SCALES, Resample1x1, block_channels, make_search_stem, scale_sizes, transition
 
 N_SCALES = len(SCALES)
@@ -64,42 +63,17 @@ def cell_edges(blocks: int) -> list[tuple[int, int]]:
     return [(k, i) for k in range(blocks) for i in range(k + 2)]
 
 
-def _after_first(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """Run ``seq`` without its first layer."""
-    for layer in itertools.islice(seq, 1, None):
-        x = layer(x)
-    return x
-
-
-class MixedEdge(nn.Module):
-    """sum_k w_k * op_k(x) over the operators other than ``none``.
-
-    The convolutions all start with a ReLU of the same input: it is computed
-    once per edge and shared, not once per operator.
-    """
-
-    def __init__(self, ops: Sequence[str], c: int) -> None:
-        super().__init__()
-        self.index = [k for k, op in enumerate(ops) if op != "none"]
-        self.ops = nn.ModuleList(cell_op(ops[k], c) for k in self.index)
-        self.pre_relu = [isinstance(op, nn.Sequential) and isinstance(op[0], nn.ReLU) for op in self.ops]
-        self.shares_relu = any(self.pre_relu)
-
-    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        relu = F.relu(x) if self.shares_relu else None
-        out = None
-        for k, op, pre in zip(self.index, self.ops, self.pre_relu):
-            y = weights[k] * (_after_first(op, relu) if pre else op(x))
-            out = y if out is None else out + y
-        return out
+def mixed_edge(ops: Sequence[str], c: int) -> MixedOp:
+    """Every cell operator on ``c`` channels, mixed by alpha (``none`` is no module: left out of the sum)."""
+    return MixedOp([None if op == "none" else cell_op(op, c) for op in ops])
 
 
 class MixedCell(nn.Module):
-    """A cell with every edge mixed: block k = sum over states i < k + 2 of MixedEdge(state i)."""
+    """A cell with every edge mixed: block k = sum over states i < k + 2 of a mixed edge of state i."""
 
     def __init__(self, ops: Sequence[str], blocks: int, c: int) -> None:
         super().__init__()
-        self.edges = nn.ModuleList(MixedEdge(ops, c) for _ in cell_edges(blocks))
+        self.edges = nn.ModuleList(mixed_edge(ops, c) for _ in cell_edges(blocks))
         self.blocks = blocks
 
     def forward(self, h1: torch.Tensor, h2: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -152,11 +126,16 @@ class AutoDeepLabSupernet(nn.Module):
                 c = nb * block_channels(f, j)
                 self.heads[str(j)] = nn.Sequential(ASPP(c, c, [96 // SCALES[j]]), nn.Conv2d(c, num_classes, 1))
         n_edges = len(cell_edges(nb))
-        self.arch = nn.ParameterDict({
-            "alpha": nn.Parameter(1e-3 * torch.randn(n_edges, len(self.ops))),
-            "beta": nn.Parameter(1e-3 * torch.randn(self.layers, N_SCALES, 3)),
-        })
+        free = tuple(k for k, op in enumerate(self.ops) if op in PARAMETER_FREE)
+        self.arch = ArchParameters()
+        self.arch.declare("alpha", 1e-3 * torch.randn(n_edges, len(self.ops)), "softmax", self.ops,
+                          {"parameter_free": free, "parametric": tuple(k for k in range(len(self.ops)) if k not in free)},
+                          "operator of each cell edge (shared by every cell), rows = edges block by block")
+        self.arch.declare("beta", 1e-3 * torch.randn(self.layers, N_SCALES, 3), "softmax", DIRECTIONS,
+                          where="outgoing move of node (l-1, j) into layer l, rows = (layer, scale index)",
+                          mask=beta_mask(self.layers))
         self.register_buffer("valid", beta_mask(self.layers), persistent=False)
+        self.merge = InputChoice()
 
     @staticmethod
     def prev2(layer: int, j: int) -> tuple[int, int]:
@@ -177,13 +156,11 @@ class AutoDeepLabSupernet(nn.Module):
 
     # -- architecture weights ---------------------------------------------------------
     def alpha_weights(self) -> torch.Tensor:
-        return F.softmax(self.arch["alpha"], dim=-1)
+        return choice_weights(self.arch["alpha"], "softmax")
 
     def beta_weights(self) -> torch.Tensor:
         """Outgoing transition probabilities; invalid moves are exactly 0."""
-        logits = self.arch["beta"].masked_fill(~self.valid, float("-inf"))
-        probs = F.softmax(logits, dim=-1)
-        return torch.nan_to_num(probs, nan=0.0)  # rows of non-existing nodes are all -inf
+        return choice_weights(self.arch["beta"], "softmax", self.valid)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
@@ -198,13 +175,13 @@ class AutoDeepLabSupernet(nn.Module):
                     continue
                 node = self.nodes[f"{layer}_{j}"]
                 h2 = node.reduce(out[self.prev2(layer, j)], sizes[j])
-                total = None
+                inputs, weights = [], []
                 for name, trans in node.transitions.items():
                     d = DIRECTIONS.index(name)
                     js = source_of(d, j)
-                    y = beta[layer, js, d] * node.cells[name](trans(out[(layer - 1, js)], sizes[j]), h2, alpha)
-                    total = y if total is None else total + y
-                out[(layer, j)] = total
+                    inputs.append(node.cells[name](trans(out[(layer - 1, js)], sizes[j]), h2, alpha))
+                    weights.append(beta[layer, js, d])
+                out[(layer, j)] = self.merge(inputs, weights)
             for key in [k for k in out if k[0] == layer - 2]:  # free what no later node reads
                 del out[key]
         logits = None

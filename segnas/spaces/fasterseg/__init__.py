@@ -13,10 +13,17 @@ the paper's 4.4M parameters.
 The stem has ``4*stem_chi, 8*stem_chi, 8*stem_chi`` channels and the head works
 at ``s * head_chi`` channels: the published student uses 8 for both (the
 authors' ``stem_head_width = 8/12`` with Fch = 12), the teacher 12.
+
+Choices, per branch: the final scale index (into SCALES), the number of cells
+n, then n triples (op index, scale index, chi index). The length varies, so
+``choice_spec`` lists the longest sequence (len(SCALES) branches of ``layers``
+cells) and ``decode`` reads sequentially: n triples per branch, then another
+branch while integers remain, at most len(SCALES) branches.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -24,7 +31,7 @@ from torch import nn
 
 from ...errors import GenotypeError
 from ...genotype import Genotype
-from ..base import SearchSpace
+from ..base import Decision, SearchSpace, read_choice
 from .derive import decode_branch
 from .network import SCALES, FasterSegNet
 
@@ -45,13 +52,8 @@ class FasterSegSpace(SearchSpace):
         return {"layers": 16, "ops": list(OPS), "chis": [4, 6, 8, 10, 12], "stem_chi": 8,
                 "head_chi": 8, "branches": 2}
 
-    def check_structure(self, structure: dict[str, Any], args: dict[str, Any], source: str) -> None:
-        branches = structure.get("branches")
-        if not isinstance(branches, list) or not branches:
-            raise GenotypeError(f"{source}: field 'structure.branches' must be a non-empty list")
-        if len(branches) > len(SCALES):
-            raise GenotypeError(f"{source}: field 'structure.branches' has {len(branches)} branches; "
-                                f"at most {len(SCALES)} (one per final scale)")
+    def check_args(self, args: dict[str, Any], source: str) -> None:
+        """Raise GenotypeError naming the bad ``space_args`` field."""
         for key in ("stem_chi", "head_chi", "layers", "branches"):
             if not _positive_int(args[key]):
                 raise GenotypeError(f"{source}: field 'space_args.{key}' must be a positive integer")
@@ -62,6 +64,15 @@ class FasterSegSpace(SearchSpace):
         if args["chis"] != sorted(set(args["chis"])):  # the sandwich rule takes the first as min, the last as max
             raise GenotypeError(f"{source}: field 'space_args.chis' must be ascending without repeats, "
                                 f"e.g. {sorted(set(args['chis']))}")
+
+    def check_structure(self, structure: dict[str, Any], args: dict[str, Any], source: str) -> None:
+        branches = structure.get("branches")
+        if not isinstance(branches, list) or not branches:
+            raise GenotypeError(f"{source}: field 'structure.branches' must be a non-empty list")
+        if len(branches) > len(SCALES):
+            raise GenotypeError(f"{source}: field 'structure.branches' has {len(branches)} branches; "
+                                f"at most {len(SCALES)} (one per final scale)")
+        self.check_args(args, source)
         finals = []
         for b, branch in enumerate(branches):
             where = f"structure.branches[{b}]"
@@ -101,6 +112,80 @@ class FasterSegSpace(SearchSpace):
             for c in cells:
                 out += [args["ops"].index(c["op"]), SCALES.index(c["scale"]), args["chis"].index(c["chi"])]
         return out
+
+    def choice_spec(self, args: dict[str, Any] | None = None) -> list[Decision]:
+        """The longest choice sequence: len(SCALES) branches of ``layers`` cells (see the module docstring)."""
+        args = self.resolve_args(args)
+        self.check_args(args, "space_args")
+        spec = []
+        for b in range(len(SCALES)):
+            extra = "" if b == 0 else f"present only when integers follow branch{b - 1}; "
+            if b >= args["branches"]:
+                extra += f"beyond space_args.branches = {args['branches']}, which searches never derive; "
+            spec += [Decision(f"branch{b}.final", len(SCALES), f"{extra}branch{b}'s last cell scale; distinct from "
+                                                               "the other branches' final scales"),
+                     Decision(f"branch{b}.cells", args["layers"] + 1, f"{extra}at least 1")]
+            for i in range(args["layers"]):
+                present = extra + (f"present only for cell {i} < branch{b}.cells; " if i else "")
+                scale = f"{present}branch{b}.cell{i - 1}.scale or one more" if i else f"{present}0 (the stem's 1/8)"
+                spec += [Decision(f"branch{b}.cell{i}.op", len(args["ops"]), present.rstrip("; ")),
+                         Decision(f"branch{b}.cell{i}.scale", len(SCALES), scale),
+                         Decision(f"branch{b}.cell{i}.chi", len(args["chis"]), present.rstrip("; "))]
+        return spec
+
+    def decode(self, choices: Sequence[int], args: dict[str, Any] | None = None, name: str | None = None,
+               meta: dict[str, Any] | None = None) -> Genotype:
+        """The genotype of ``choices``, read sequentially (see the module docstring).
+
+        Raises GenotypeError naming the decision for an out-of-range or
+        inconsistent integer, a truncated branch and integers left over after
+        the last possible branch.
+        """
+        args = self.resolve_args(args)
+        by_name = {d.name: d for d in self.choice_spec(args)}
+        choices, vals, names = list(choices), [], []
+
+        def take(decision: str) -> int:
+            pos = len(vals)
+            if pos >= len(choices):
+                raise GenotypeError(f"choices ends after {pos} integers, so choices[{pos}] ({decision}) is missing")
+            vals.append(read_choice(choices, pos, by_name[decision]))
+            names.append(decision)
+            return vals[-1]
+
+        if not choices:
+            take("branch0.final")
+        ops, chis, branches, finals = args["ops"], args["chis"], [], []
+        while len(vals) < len(choices):
+            b = len(branches)
+            if b == len(SCALES):
+                raise GenotypeError(f"choices has {len(choices) - len(vals)} integer(s) after "
+                                    f"choices[{len(vals) - 1}] ({names[-1]}), the last decision of branch{b - 1}; "
+                                    f"there are at most {len(SCALES)} branches (one per final scale): remove them")
+            at_final, final = len(vals), take(f"branch{b}.final")
+            if final in finals:
+                raise GenotypeError(f"choices[{at_final}] (branch{b}.final) is {final}, the final scale index of "
+                                    f"branch{finals.index(final)} too; each branch needs its own final scale")
+            n = take(f"branch{b}.cells")
+            if n == 0:
+                raise GenotypeError(f"choices[{len(vals) - 1}] (branch{b}.cells) is 0; a branch has "
+                                    f"1..{args['layers']} cells")
+            cells, prev = [], 0
+            for i in range(n):
+                op, scale = take(f"branch{b}.cell{i}.op"), take(f"branch{b}.cell{i}.scale")
+                if scale not in ((0,) if i == 0 else (prev, prev + 1)):
+                    rule = ("it must be 0 (1/8, the stem's output)" if i == 0 else
+                            f"after branch{b}.cell{i - 1}.scale = {prev} it must be one of "
+                            f"{[j for j in (prev, prev + 1) if j < len(SCALES)]} (keep or double the scale)")
+                    raise GenotypeError(f"choices[{len(vals) - 1}] (branch{b}.cell{i}.scale) is {scale}; {rule}")
+                cells.append({"op": ops[op], "scale": SCALES[scale], "chi": chis[take(f"branch{b}.cell{i}.chi")]})
+                prev = scale
+            if final != prev:
+                raise GenotypeError(f"choices[{at_final}] (branch{b}.final) is {final} but branch{b}'s last cell "
+                                    f"(branch{b}.cell{n - 1}.scale) is at scale index {prev}; they must agree")
+            finals.append(final)
+            branches.append({"cells": cells})
+        return self._decoded({"branches": branches}, vals, names, args, name, meta)
 
     def build(self, genotype: Genotype, num_classes: int, aux: bool = True) -> nn.Module:
         self.validate(genotype)

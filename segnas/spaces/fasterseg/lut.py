@@ -180,8 +180,9 @@ class RelaxedLatency:
     """
 
     def __init__(self, table: LatencyTable, args: dict[str, Any], hw: Sequence[int], chis: Sequence[int],
-                 stem_chi: int, head_chi: int) -> None:
+                 stem_chi: int, head_chi: int, device: torch.device | str = "cpu") -> None:
         sizes = scale_sizes(hw)
+        self.device = torch.device(device)
         self.layers, ops = int(args["layers"]), list(args["ops"])
         self.stem = table.lookup(stem_key(stem_chi, hw))
         self.same: dict[tuple[int, int], torch.Tensor] = {}
@@ -196,10 +197,9 @@ class RelaxedLatency:
                 if j < 2 and l < L - 1:
                     self.down[l, j] = self._tensor(table, ops, s, c_in, [2 * s * c for c in chis], 2, sizes)
 
-    @staticmethod
-    def _tensor(table, ops, s, c_in, c_out, stride, sizes) -> torch.Tensor:
+    def _tensor(self, table, ops, s, c_in, c_out, stride, sizes) -> torch.Tensor:
         return torch.tensor([[[table.lookup(cell_key(op, s, ci, co, stride, sizes)) for co in c_out]
-                              for ci in c_in] for op in ops], dtype=torch.float32)
+                              for ci in c_in] for op in ops], dtype=torch.float32, device=self.device)
 
     def expected(self, alphas: list[torch.Tensor], betas: list[torch.Tensor | None],
                  widths: dict[tuple[int, int], torch.Tensor]) -> torch.Tensor:
@@ -210,8 +210,8 @@ class RelaxedLatency:
         nodes with two inputs, ``widths[(l, j)]`` a probability (or one-hot)
         vector over this architecture's ratios for every node but (0, 0).
         """
-        L, one = self.layers, torch.ones(1)
-        lat = {(0, 0): torch.tensor(self.stem)}
+        L, one = self.layers, torch.ones(1, device=self.device)
+        lat = {(0, 0): torch.tensor(self.stem, device=self.device)}
         finals = []
         for l in range(L):
             nxt: dict[tuple[int, int], list] = {}

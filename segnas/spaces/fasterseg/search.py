@@ -1,69 +1,103 @@
-"""FasterSeg's part of a differentiable search: losses, decoupled latency, derivation and branch choice.
+"""FasterSeg's supernet problem: losses, decoupled latency, derivation and branch choice.
 
-The generic first-order bilevel loop (``segnas.strategies.differentiable``)
-calls :meth:`weight_backward` on trainA batches, :meth:`arch_backward` on
-trainB batches once pretraining is over, and :meth:`end_epoch` to decode the
-current teacher and student genotypes. Following the authors' code, the
-teacher and student weight losses (and the sandwich widths) are accumulated
-into one weight update.
+A differentiable strategy calls :meth:`weight_backward` on trainA batches,
+:meth:`arch_backward` on trainB batches once pretraining is over, and
+:meth:`derive` to decode the current teacher and student genotypes. Following
+the authors' code, the teacher and student weight losses (and the sandwich
+widths) are accumulated into one weight update. ``FasterSegConfig`` is the
+method's own config section (``fasterseg.*``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from ...config import SearchConfig
+from ...choices import ChoiceSpec
+from ...config import RunConfig, check_size
 from ...errors import ConfigError
 from ...genotype import Genotype
 from ...losses import CrossEntropy, OhemCrossEntropy
 from ...metrics import ConfusionMatrix
-from ...objectives.latency import LatencyMiss, LatencyTable, latency_environment
-from ...strategies.differentiable import run_search
+from ...objectives.latency import LatencyTable
 from . import FasterSegSpace
 from .derive import decode_branch, select, target_score
-from .lut import RelaxedLatency, calibrate_table, estimate_latency, probe, space_keys
+from .lut import RelaxedLatency, estimate_latency
 from .supernet import FasterSegSupernet, subset_name
+
+
+@dataclass
+class FasterSegConfig:
+    """The ``fasterseg.*`` section: teacher/student co-search, sandwich widths, latency objective, branch choice."""
+
+    ohem_thresh: float = 0.7
+    ohem_min_kept: int = 1000  # pixels at 1/8 resolution
+    cosearch: bool = True  # also search a teacher (widest, no latency loss)
+    teacher_chi: int | None = None  # teacher's expansion ratio; None: the largest
+    sandwich_random: int = 2  # random widths per pretraining step, besides min and max
+    sandwich_search: bool = True  # also train min and max widths while searching (paper); off halves the cost
+    sandwich_arch: bool = False  # the architecture loss also runs the student at min and max width (authors' code)
+    tau: float = 1.0  # Gumbel-softmax temperature
+    latency_lambda: float = 0.01
+    latency_weights: list[float] = field(default_factory=lambda: [0.001, 0.997, 0.002])
+    target_latency_ms: float | None = None  # with adaptive_lambda: halve/double lambda toward it
+    adaptive_lambda: bool = False
+    select_exponent: float = -0.07  # w in ACC * (LAT / T)^w
+    deploy_size: list[int] = field(default_factory=lambda: [360, 480])  # [H, W] the latency is for
+    lut: str | None = None  # latency table; None: measure one into the run folder
+    lut_repeats: int = 5  # timing rounds of the table; an entry keeps its fastest
+
+    RANGES: ClassVar[dict[str, tuple]] = {
+        "ohem_thresh": (0, 1, False), "ohem_min_kept": (1, None, True), "teacher_chi": (1, None, True),
+        "sandwich_random": (0, None, True), "tau": (0, None, False), "latency_lambda": (0, None, True),
+        "target_latency_ms": (0, None, False), "lut_repeats": (1, None, True)}
+    PATHS: ClassVar[tuple[str, ...]] = ("lut",)
+
+    def check(self) -> None:
+        if len(self.latency_weights) != 3 or min(self.latency_weights) < 0:
+            raise ConfigError(f"config key 'fasterseg.latency_weights' is {self.latency_weights}; give three "
+                              "non-negative weights for the operator, downsampling and width terms")
+        if self.adaptive_lambda and self.target_latency_ms is None:
+            raise ConfigError("config key 'fasterseg.adaptive_lambda' needs a target: set fasterseg.target_latency_ms")
+        check_size("fasterseg.deploy_size", self.deploy_size)
 
 
 class FasterSegSearch:
     """Supernet, losses and decoding of one FasterSeg search."""
 
-    def __init__(self, cfg: SearchConfig, num_classes: int, ignore_index: int, table: LatencyTable,
+    def __init__(self, cfg: RunConfig, num_classes: int, ignore_index: int, table: LatencyTable,
                  seed: int, device: torch.device | str = "cpu") -> None:
         self.space = FasterSegSpace()
         self.args = self.check_config(cfg)
-        self.cfg, self.num_classes, self.ignore_index = cfg, num_classes, ignore_index
+        self.cfg, self.num_classes, self.ignore_index = cfg.fasterseg, num_classes, ignore_index
+        fc = self.cfg
         self.device = torch.device(device)
         self.table = table
-        self.net = FasterSegSupernet(self.args, num_classes, cfg.teacher_chi, cfg.cosearch).to(self.device)
+        self.net = FasterSegSupernet(self.args, num_classes, fc.teacher_chi, fc.cosearch).to(self.device)
         self.generator = torch.Generator().manual_seed(seed * 7919 + 17)
-        self.latency_lambda = float(cfg.latency_lambda)
+        self.latency_lambda = float(fc.latency_lambda)
         st = self.net.specs["student"]
-        self.relaxed = RelaxedLatency(table, self.args, cfg.deploy_size, st["chis"], st["stem_chi"], st["head_chi"])
-        self.criterion = OhemCrossEntropy(ignore_index, cfg.ohem_thresh, cfg.ohem_min_kept)
+        self.relaxed = RelaxedLatency(table, self.args, fc.deploy_size, st["chis"], st["stem_chi"], st["head_chi"],
+                                      self.device)
+        self.criterion = OhemCrossEntropy(ignore_index, fc.ohem_thresh, fc.ohem_min_kept)
         # OHEM's hard-pixel subset changes every step; "ce" gives the architecture step every pixel
-        self.arch_criterion = CrossEntropy(ignore_index) if cfg.arch_loss == "ce" else self.criterion
-        self.last_arch_logs: dict[str, float] = {}
+        self.arch_criterion = CrossEntropy(ignore_index) if cfg.search.arch_loss == "ce" else self.criterion
 
     @staticmethod
-    def check_config(cfg: SearchConfig) -> dict[str, Any]:
+    def check_config(cfg: RunConfig) -> dict[str, Any]:
         """The resolved space arguments; a ConfigError naming the key for anything this search cannot use."""
         space = FasterSegSpace()
-        args = space.resolve_args(cfg.space_args)
+        args = space.resolve_args(cfg.search.space_args)
         space.check_structure({"branches": [{"cells": [{"op": args["ops"][-1], "scale": 8,
                                                        "chi": args["chis"][0]}]}]}, args, "search.space_args")
-        if cfg.select_images < 1:
+        if cfg.search.select_images < 1:
             raise ConfigError("search.select_images: FasterSeg scores its branch candidates on trainB images; "
                               "set it to 1 or more")
-        if cfg.genotype_args:
-            raise ConfigError("search.genotype_args: FasterSeg searches the widths of its networks; "
-                              "leave it empty")
         if "skip" in args["ops"] and len(args["ops"]) == 1:
             raise ConfigError("search.space_args.ops: 'skip' alone cannot be derived; add real operators")
         return args
@@ -74,6 +108,10 @@ class FasterSegSearch:
 
     def arch_parameters(self) -> list[torch.nn.Parameter]:
         return self.net.arch_parameters()
+
+    def arch_specs(self) -> list[ChoiceSpec]:
+        """What each of :meth:`arch_parameters` decides, in the same order."""
+        return self.net.arch.spec_list()
 
     def state_dict(self) -> dict[str, Any]:
         return {"net": self.net.state_dict(), "generator": self.generator.get_state(),
@@ -96,7 +134,7 @@ class FasterSegSearch:
             total = loss if total is None else total + loss
         return total
 
-    def weight_backward(self, images: torch.Tensor, masks: torch.Tensor, pretrain: bool) -> dict[str, float]:
+    def weight_backward(self, images: torch.Tensor, masks: torch.Tensor, pretrain: bool) -> dict[str, torch.Tensor]:
         """Gradients for the weights from the teacher (widest) and the student's sandwich widths."""
         net, cfg = self.net, self.cfg
         passes = [("teacher", "max")] if "teacher" in net.specs else []
@@ -106,16 +144,16 @@ class FasterSegSearch:
             passes += [("student", "gumbel")]
             if cfg.sandwich_search:
                 passes += [("student", "max"), ("student", "min")]
-        logs: dict[str, float] = {}
+        logs: dict[str, torch.Tensor] = {}
         weights = self.weight_parameters()
         for name, mode in passes:
             widths = net.sample_widths(name, mode, self.generator, cfg.tau)
             loss = self._loss(net(images, name, widths), masks)
             loss.backward(inputs=weights)  # no alpha/beta/gamma gradients: this step does not use them
-            logs[f"loss_{name}_{mode}"] = logs.get(f"loss_{name}_{mode}", 0.0) + float(loss.detach())
+            logs[f"loss_{name}_{mode}"] = logs.get(f"loss_{name}_{mode}", 0.0) + loss.detach()
         return logs
 
-    def decoupled_latency(self, widths: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    def decoupled_latency(self, widths: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """w1 Lat(O | s, chi) + w2 Lat(s | O, chi) + w3 Lat(chi | O, s) of the student (paper Eq. 3).
 
         Each term relaxes one aspect and fixes the others: uniform operators,
@@ -131,9 +169,9 @@ class FasterSegSearch:
                              net.width_vectors(widths, n)).sum()
         w1, w2, w3 = self.cfg.latency_weights
         total = w1 * lat_op + w2 * lat_s + w3 * lat_chi
-        return total, {"lat_op": lat_op.item(), "lat_scale": lat_s.item(), "lat_width": lat_chi.item()}
+        return total, {"lat_op": lat_op.detach(), "lat_scale": lat_s.detach(), "lat_width": lat_chi.detach()}
 
-    def arch_backward(self, images: torch.Tensor, masks: torch.Tensor) -> dict[str, float]:
+    def arch_backward(self, images: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
         """Gradients for alpha, beta (teacher and student) and gamma; latency loss on the student only.
 
         Only the architecture parameters' gradients are computed: the weights'
@@ -146,7 +184,7 @@ class FasterSegSearch:
         the step's cost. The mean (the authors sum) keeps ``latency_lambda``
         weighed against one task loss either way.
         """
-        logs: dict[str, float] = {}
+        logs: dict[str, torch.Tensor] = {}
         arch = self.arch_parameters()
         for name in self.net.specs:
             modes = ["max"] if name == "teacher" else ["gumbel"]
@@ -156,7 +194,7 @@ class FasterSegSearch:
             for mode in modes:  # one backward per pass: the memory stays that of one forward
                 widths = self.net.sample_widths(name, mode, self.generator, self.cfg.tau)
                 loss = self._loss(self.net(images, name, widths), masks, self.arch_criterion)
-                value = float(loss.detach())
+                value = loss.detach()
                 total += value / len(modes)
                 if len(modes) > 1:
                     logs[f"arch_loss_{name}_{mode}"] = value
@@ -167,7 +205,6 @@ class FasterSegSearch:
                     logs.update(parts)
                 loss.backward(inputs=arch)
             logs[f"arch_loss_{name}"] = total
-        self.last_arch_logs = logs
         return logs
 
     # -- decoding ---------------------------------------------------------------
@@ -259,76 +296,3 @@ class FasterSegSearch:
             self.latency_lambda /= 2
         elif student_latency > 1.1 * t:
             self.latency_lambda *= 2
-
-
-# Method presets, merged over the general ones (segnas.config.PRESETS).
-SEARCH_PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {
-        "search": {"pretrain_epochs": 1, "epochs": 1, "batch_size": 2, "steps_per_epoch": 2, "select_images": 2,
-                   "lut_repeats": 1, "sandwich_random": 1, "ohem_min_kept": 16, "deploy_size": [64, 64],
-                   "space_args": {"layers": 4, "chis": [1, 2], "stem_chi": 1, "head_chi": 1}},
-    },
-    # a CPU search takes hundreds of steps, not the paper's 12,000: architecture steps are 10x larger
-    "cpu": {
-        "search": {"pretrain_epochs": 4, "epochs": 6, "batch_size": 4, "lr": 0.02, "arch_lr": 3e-3, "sandwich_random": 1,
-                   "ohem_min_kept": 500, "select_images": 16, "deploy_size": [360, 480],
-                   "space_args": {"layers": 8, "chis": [2, 3, 4], "stem_chi": 3, "head_chi": 3}},
-    },
-    "paper": {
-        "data": {"crop": [224, 448], "scale_range": [0.375, 0.625]},
-        "search": {"pretrain_epochs": 20, "epochs": 30, "batch_size": 2, "lr": 0.01, "steps_per_epoch": 400,
-                   "sandwich_random": 2, "ohem_min_kept": 2 * 224 * 448 // (16 * 64), "select_images": 500,
-                   "deploy_size": [1024, 2048], "teacher_chi": 12,
-                   "space_args": {"layers": 16, "chis": [4, 6, 8, 10, 12], "stem_chi": 8, "head_chi": 8}},
-    },
-}
-
-
-def search_table_file(sc: SearchConfig, run: Path) -> Path:
-    """Where the latency table of the search in ``run`` is: the one it was given
-    (``search.lut``), else the one it measured into its folder."""
-    return Path(sc.lut) if sc.lut else run / "latency_table.json"
-
-
-def fasterseg_table(cfg, num_classes: int, run: Path | None, device: torch.device,
-                    progress: bool = True) -> LatencyTable:
-    """The search's latency table: the user's (checked for this machine and complete), or one
-    measured now into the run folder (and reused on resume)."""
-    sc = cfg.search
-    args = FasterSegSpace().resolve_args(sc.space_args)
-    teacher = int(sc.teacher_chi or max(args["chis"])) if sc.cosearch else None
-    keys = space_keys(args, sc.deploy_size, num_classes, teacher)
-    env = latency_environment(device, cfg.threads)
-    if sc.lut:
-        table = LatencyTable.load(sc.lut, env)
-        missing = [k for k in keys if k not in table]
-        if missing:
-            raise LatencyMiss(f"{sc.lut}: lacks {len(missing)} of the {len(keys)} entries this search needs "
-                              f"(e.g. {missing[0].id}); build it for the same space arguments, deployment size "
-                              f"{sc.deploy_size[0]}x{sc.deploy_size[1]} and {num_classes} classes with "
-                              "'segnas latency build --space fasterseg'")
-        return table
-    path = search_table_file(sc, run) if run is not None else None
-    if path is not None and path.is_file():
-        table = LatencyTable.load(path, env)
-    else:
-        table = LatencyTable(env, meta={"space": "fasterseg", "space_args": args, "input": list(sc.deploy_size),
-                                        "num_classes": num_classes, "teacher_chi": teacher})
-    built = table.build(keys, probe, device, warmup=1, repeats=sc.lut_repeats, progress=progress)
-    if built or table.calibration is None:
-        calibrate_table(table, args, sc.deploy_size, num_classes, device, repeats=max(3, sc.lut_repeats), seed=cfg.seed)
-        if path is not None:
-            table.save(path)
-    return table
-
-
-def run_fasterseg_search(cfg, out: str | Path, resume: bool = False, stop_after: int | None = None,
-                         progress: bool = True, resume_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``segnas search fasterseg``: co-search teacher and student, write their genotypes."""
-
-    def make_problem(cfg, data, run, device):
-        table = fasterseg_table(cfg, data.num_classes, run, device, progress)
-        return FasterSegSearch(cfg.search, data.num_classes, data.ignore_index, table, cfg.seed, device)
-
-    return run_search("fasterseg", make_problem, cfg, out, resume, stop_after, progress, resume_overrides,
-                      check=FasterSegSearch.check_config)

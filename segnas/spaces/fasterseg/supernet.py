@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ...choices import ArchParameters, InputChoice, MixedOp, choice_weights, gumbel_hard, uniform_weights
 from ...errors import ConfigError
 from ...ops import make_op
 from .lut import width_options
@@ -44,29 +44,18 @@ def subset_name(subset: Sequence[int]) -> str:
     return "+".join(str(SCALES[j]) for j in subset)
 
 
-class MixedOp(nn.Module):
-    """Softmax-weighted sum of every operator, each run at the active widths."""
-
-    def __init__(self, ops: Sequence[str], stride: int, in_widths: Sequence[int], out_widths: Sequence[int]) -> None:
-        super().__init__()
-        self.ops = nn.ModuleList(make_op(name, max(in_widths), max(out_widths), stride,
-                                         widths=(in_widths, out_widths)) for name in ops)
-
-    def forward(self, x: torch.Tensor, weights: torch.Tensor, c_out: int) -> torch.Tensor:
-        out = None
-        for k, op in enumerate(self.ops):
-            op.set_width(x.shape[1], c_out)
-            y = op(x) * weights[k]
-            out = y if out is None else out + y
-        return out
+def slim_mixed_op(ops: Sequence[str], stride: int, in_widths: Sequence[int], out_widths: Sequence[int]) -> MixedOp:
+    """Every operator as a superkernel over the given widths, mixed by alpha."""
+    return MixedOp([make_op(name, max(in_widths), max(out_widths), stride, widths=(in_widths, out_widths))
+                    for name in ops])
 
 
 class SearchCell(nn.Module):
     def __init__(self, ops: Sequence[str], in_widths: Sequence[int], same_widths: Sequence[int],
                  down_widths: Sequence[int] | None) -> None:
         super().__init__()
-        self.same = MixedOp(ops, 1, in_widths, same_widths)
-        self.down = MixedOp(ops, 2, in_widths, down_widths) if down_widths else None
+        self.same = slim_mixed_op(ops, 1, in_widths, same_widths)
+        self.down = slim_mixed_op(ops, 2, in_widths, down_widths) if down_widths else None
 
 
 class SearchHead(nn.Module):
@@ -119,16 +108,23 @@ class FasterSegSupernet(nn.Module):
                 self.cells[f"{l}_{j}"] = SearchCell(self.ops, opts["in"][s], opts["same"][s], down)
         self.heads = nn.ModuleDict({n: SearchHead(sp["head_chi"], num_classes, self.heads_subsets)
                                     for n, sp in self.specs.items()})
-        self.arch = nn.ParameterDict()
-        n_ops = len(self.ops)
+        self.arch = ArchParameters()
+        free = tuple(k for k, op in enumerate(self.ops) if op == "skip")
+        groups = {"parameter_free": free, "parametric": tuple(k for k in range(len(self.ops)) if k not in free)}
+        self.merge = InputChoice()
         for name, sp in self.specs.items():
             for j in range(3):
-                self.arch[f"{name}_alpha{j}"] = nn.Parameter(torch.full((L - j, n_ops), 1e-3))
+                self.arch.declare(f"{name}_alpha{j}", torch.full((L - j, len(self.ops)), 1e-3), "softmax", self.ops,
+                                  groups, f"{name}: operator of each cell at 1/{SCALES[j]}, rows = layers {j}..")
             for j in (1, 2):
-                self.arch[f"{name}_beta{j}"] = nn.Parameter(torch.full((L - 1 - j, 2), 1e-3))
+                self.arch.declare(f"{name}_beta{j}", torch.full((L - 1 - j, 2), 1e-3), "softmax",
+                                  ("from_down", "from_same"),
+                                  where=f"{name}: input of each two-input node at 1/{SCALES[j]}, rows = layers {j + 1}..")
             if len(sp["chis"]) > 1:
                 for j in range(3):
-                    self.arch[f"{name}_gamma{j}"] = nn.Parameter(torch.full((L - max(j, 1), len(sp["chis"])), 1e-3))
+                    self.arch.declare(f"{name}_gamma{j}", torch.full((L - max(j, 1), len(sp["chis"])), 1e-3),
+                                      "softmax", [str(c) for c in sp["chis"]],
+                                      where=f"{name}: expansion ratio of each node at 1/{SCALES[j]}")
 
     # -- parameter groups ------------------------------------------------
     def weight_parameters(self) -> list[nn.Parameter]:
@@ -144,11 +140,11 @@ class FasterSegSupernet(nn.Module):
 
     def alphas(self, name: str, uniform: bool = False) -> list[torch.Tensor]:
         a = [self.arch[f"{name}_alpha{j}"] for j in range(3)]
-        return [torch.full_like(t, 1.0 / t.shape[1]) if uniform else F.softmax(t, -1) for t in a]
+        return [uniform_weights(t) if uniform else choice_weights(t, "softmax") for t in a]
 
     def betas(self, name: str, uniform: bool = False) -> list[torch.Tensor | None]:
         b = [self.arch[f"{name}_beta{j}"] for j in (1, 2)]
-        return [None] + [torch.full_like(t, 0.5) if uniform else F.softmax(t, -1) for t in b]
+        return [None] + [uniform_weights(t) if uniform else choice_weights(t, "softmax") for t in b]
 
     def nodes(self) -> list[tuple[int, int]]:
         """Nodes whose width is chosen: every cell input but the stem's output."""
@@ -177,23 +173,17 @@ class FasterSegSupernet(nn.Module):
             return {(l, j): (rows[j][self.gamma_row(l, j)], None) for l, j in self.nodes()}
         if mode != "gumbel":
             raise ValueError(f"unknown width mode {mode!r}")
-        hard = []
-        for g in gammas:
-            u = torch.rand(g.shape, generator=generator).clamp_(1e-10, 1 - 1e-10)
-            y = F.softmax((F.log_softmax(g, -1) - torch.log(-torch.log(u))) / tau, -1)
-            one = F.one_hot(y.argmax(-1), n).to(y.dtype)
-            hard.append(one - y.detach() + y)
+        hard = [gumbel_hard(g, generator, tau) for g in gammas]
         for l, j in self.nodes():
             vec = hard[j][self.gamma_row(l, j)]
             out[l, j] = (int(vec.detach().argmax()), vec)
         return out
 
-    @staticmethod
-    def width_vectors(widths: dict[tuple[int, int], tuple[int, torch.Tensor | None]], n: int
+    def width_vectors(self, widths: dict[tuple[int, int], tuple[int, torch.Tensor | None]], n: int
                       ) -> dict[tuple[int, int], torch.Tensor]:
-        """One-hot (or straight-through) vectors for the relaxed latency."""
-        return {node: vec if vec is not None else F.one_hot(torch.tensor(i), n).float()
-                for node, (i, vec) in widths.items()}
+        """One-hot (or straight-through) vectors for the relaxed latency, on the supernet's device."""
+        eye = torch.eye(n, device=self.arch_parameters()[0].device)
+        return {node: vec if vec is not None else eye[i] for node, (i, vec) in widths.items()}
 
     # -- forward -----------------------------------------------------------
     def forward(self, x: torch.Tensor, name: str = "student",
@@ -212,19 +202,18 @@ class FasterSegSupernet(nn.Module):
                 s, cell, a = SCALES[j], self.cells[f"{l}_{j}"], alphas[j][l - j]
                 score_in = _score(widths[l, j][1], widths[l, j][0]) if (l, j) in widths else None
                 if l == L - 1:
-                    finals.append(_scaled(cell.same(feats[l, j], a, s * head_chi), score_in, None))
+                    finals.append(_scaled(cell.same(feats[l, j], a, width=s * head_chi), score_in, None))
                     continue
                 i_same, v_same = widths[l + 1, j]
-                out = cell.same(feats[l, j], a, s * chis[i_same])
+                out = cell.same(feats[l, j], a, width=s * chis[i_same])
                 pending.setdefault(j, [None, None])[1] = _scaled(out, score_in, _score(v_same, i_same))
                 if cell.down is not None:
                     i_down, v_down = widths[l + 1, j + 1]
-                    out = cell.down(feats[l, j], a, 2 * s * chis[i_down])
+                    out = cell.down(feats[l, j], a, width=2 * s * chis[i_down])
                     pending.setdefault(j + 1, [None, None])[0] = _scaled(out, score_in, _score(v_down, i_down))
             for j, (from_down, from_same) in pending.items():
                 if from_down is not None and from_same is not None:
-                    b = betas[j][l - j]
-                    feats[l + 1, j] = b[0] * from_down + b[1] * from_same
+                    feats[l + 1, j] = self.merge([from_down, from_same], betas[j][l - j])
                 else:
                     feats[l + 1, j] = from_down if from_same is None else from_same
             for j in range(min(l, 2) + 1):

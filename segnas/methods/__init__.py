@@ -1,0 +1,106 @@
+"""The method registry: one record per published method, composing a space with the strategies it accepts.
+
+A method is what ``segnas search METHOD`` runs: its space, its default strategy
+and the others it accepts, its presets, its config section, what it writes and
+how it reports. The CLI, the demo, the drawings, ``segnas show`` and the
+benchmarks find methods here and nowhere else; adding a method is its module
+plus one entry in ``_MODULES``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import import_module
+from pathlib import Path
+from typing import Any, Callable
+
+from ..config import RunConfig, make_config
+from ..errors import ConfigError, GenotypeError
+from ..genotype import Genotype
+from ..strategies import STRATEGIES, strategy_sections
+
+
+@dataclass(frozen=True)
+class Method:
+    """Everything a search method adds to a space and the strategies."""
+
+    name: str
+    title: str  # paper, for listings
+    space: str  # registered space name
+    strategies: tuple[str, ...]  # accepted strategies; the first is the default
+    presets: dict[str, dict[str, Any]]  # merged over segnas.config.PRESETS, per preset name
+    section: type | None  # dataclass of the ``<name>.*`` config section
+    outputs: tuple[str, ...]  # architectures a search writes (``<name>.json`` each)
+    primary: str  # the architecture that is also written as ``genotype.json``
+    # differentiable strategies: (cfg, data, run, device, progress) -> supernet problem
+    problem: Callable[..., Any] | None = None
+    hooks: Callable[[RunConfig], list] = lambda cfg: []  # extras of the method's differentiable search
+    check: Callable[[RunConfig], Any] = lambda cfg: None  # refuses a config before a run folder is made
+    sample_args: Callable[[RunConfig], dict[str, Any]] = lambda cfg: dict(cfg.search.space_args)
+    draw: Callable[[Genotype, Path], Path] | None = None  # a genotype of this space as a PNG
+    draw_results: bool = False  # draw each final genotype into the run folder
+    report: Callable[[dict[str, Any], Path], list[str]] | None = None  # lines printed after a search
+    latency_table: Callable[..., Any] | None = None  # ``segnas latency build`` for this space
+
+    def sections(self, strategy: str) -> dict[str, Any]:
+        """Fresh config sections of this method and ``strategy`` (name -> dataclass)."""
+        out = {self.name: self.section()} if self.section is not None else {}
+        return {**out, **strategy_sections(strategy)}
+
+    def strategy(self, name: str | None) -> str:
+        """``name`` (or the default) if this method accepts it; else one line listing those it does."""
+        name = name or self.strategies[0]
+        if name not in STRATEGIES:
+            raise ConfigError(f"--strategy {name!r} is unknown; known strategies: {', '.join(STRATEGIES)}")
+        if name not in self.strategies:
+            raise ConfigError(f"--strategy {name!r}: method {self.name} accepts {', '.join(self.strategies)}")
+        return name
+
+    def config(self, preset: str = "cpu", file: str | Path | None = None, overrides: list[str] | None = None,
+               extra: dict[str, Any] | None = None, strategy: str | None = None) -> RunConfig:
+        """A checked search config: general preset, this method's preset, file, CLI options, ``--set``."""
+        strategy = self.strategy(strategy)
+        cfg = make_config(preset, file, overrides, {**(extra or {}), "method": self.name, "strategy": strategy},
+                          method_presets=self.presets, sections=self.sections(strategy))
+        self.check(cfg)
+        return cfg
+
+    def search(self, cfg: RunConfig, out: str | Path, resume: bool = False, stop_after: int | None = None,
+               progress: bool = True, resume_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run (or resume) a search of this method with the strategy ``cfg`` names."""
+        run = STRATEGIES[self.strategy(cfg.strategy)]
+        return run(self, cfg, out, resume=resume, stop_after=stop_after, progress=progress,
+                   resume_overrides=resume_overrides)
+
+
+# one entry per method: the module segnas/methods/<entry>.py defines its METHOD record
+_MODULES = ("fasterseg", "autodeeplab")
+METHODS: dict[str, Method] = {m.name: m for m in (import_module(f".{n}", __name__).METHOD for n in _MODULES)}
+
+
+def get_method(name: str) -> Method:
+    """The registered method ``name``; an unknown name is one line listing the known ones."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ConfigError(f"method {name!r} is unknown; known methods: {', '.join(METHODS)}") from None
+
+
+def method_for_space(space: str) -> Method:
+    """The method whose space is ``space`` (drawings, latency tables)."""
+    for method in METHODS.values():
+        if method.space == space:
+            return method
+    raise GenotypeError(f"no method uses space {space!r}; known spaces: "
+                        f"{', '.join(sorted({m.space for m in METHODS.values()}))}")
+
+
+def draw_genotype(genotype: Genotype, path: str | Path) -> Path:
+    """Draw ``genotype`` to a PNG with the drawing of its space's method."""
+    method = method_for_space(genotype.space)
+    if method.draw is None:
+        raise GenotypeError(f"no drawing for space {genotype.space!r} yet")
+    return method.draw(genotype, Path(path))
+
+
+__all__ = ["METHODS", "Method", "draw_genotype", "get_method", "method_for_space"]

@@ -1,0 +1,73 @@
+"""Auto-DeepLab (Liu et al., CVPR 2019): a cell and a path through the scale trellis, searched together.
+
+The method composes the Auto-DeepLab space's supernet problem with a strategy;
+its own parts are its presets, the ``autodeeplab.genotype_args`` its derived
+networks are built with (the paper searches at F = 8, retrains at F = 20/32/48)
+and the drawing of each result next to its genotype.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import RunConfig
+from ..report.draw import draw_autodeeplab
+from ..spaces.autodeeplab.network import SCALES
+from ..spaces.autodeeplab.search import AutoDeepLabConfig, AutoDeepLabSearch
+from . import Method
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "search": {"pretrain_epochs": 1, "epochs": 1, "batch_size": 2, "steps_per_epoch": 2, "select_images": 2,
+                   "lr": 0.025, "lr_schedule": "cosine", "lr_min": 0.001, "weight_decay": 3e-4,
+                   "arch_lr": 3e-3, "arch_betas": [0.9, 0.999], "arch_weight_decay": 1e-3,
+                   "space_args": {"layers": 4, "blocks": 2, "filter_multiplier": 2, "stem": [8, 8, 16]}},
+        "autodeeplab": {"genotype_args": {"filter_multiplier": 4, "aspp_channels": 16, "decoder_channels": 16,
+                                          "low_level_channels": 8}},
+    },
+    "cpu": {
+        "data": {"crop": [128, 128]},
+        "search": {"pretrain_epochs": 3, "epochs": 3, "batch_size": 4, "lr": 0.025, "lr_schedule": "cosine",
+                   "lr_min": 0.001, "weight_decay": 3e-4, "arch_lr": 3e-3, "arch_betas": [0.9, 0.999],
+                   "arch_weight_decay": 1e-3, "select_images": 8,
+                   "space_args": {"layers": 8, "blocks": 3, "filter_multiplier": 4, "stem": [16, 16, 32]}},
+        "autodeeplab": {"genotype_args": {"filter_multiplier": 20, "stem": [64, 64, 128]}},
+    },
+    "paper": {
+        "data": {"crop": [321, 321], "scale_range": [0.5, 0.5]},
+        "search": {"pretrain_epochs": 20, "epochs": 20, "batch_size": 2, "lr": 0.025, "lr_schedule": "cosine",
+                   "lr_min": 0.001, "weight_decay": 3e-4, "arch_lr": 3e-3, "arch_betas": [0.9, 0.999],
+                   "arch_weight_decay": 1e-3, "grad_clip": 5.0, "select_images": 16,
+                   "space_args": {"layers": 12, "blocks": 5, "filter_multiplier": 8}},
+        "autodeeplab": {"genotype_args": {"filter_multiplier": 20}},
+    },
+}
+
+
+def make_problem(cfg: RunConfig, data, run: Path, device: torch.device, progress: bool) -> AutoDeepLabSearch:
+    return AutoDeepLabSearch(cfg, data.num_classes, data.ignore_index, device)
+
+
+def sample_args(cfg: RunConfig) -> dict[str, Any]:
+    """Random networks are drawn at the size the searched one is retrained at."""
+    return AutoDeepLabSearch.check_config(cfg)[1]
+
+
+def report(result: dict[str, Any], out: Path) -> list[str]:
+    lines = []
+    for name, r in ((result.get("final") or {}).get("architectures") or {}).items():
+        path = f" path {' '.join(str(SCALES[j]) for j in r['path'])}" if "path" in r else ""
+        lines.append(f"{name}: {r['archid']}{path} -> {out / (name + '.json')} (drawing {out / (name + '.png')})")
+    lines.append(f"next: segnas retrain {out / 'genotype.json'} --out {out}-retrain")
+    return lines
+
+
+METHOD = Method(
+    name="autodeeplab", title="Auto-DeepLab (Liu et al., CVPR 2019)", space="autodeeplab",
+    strategies=("differentiable",), presets=PRESETS, section=AutoDeepLabConfig,
+    outputs=("genotype",), primary="genotype", problem=make_problem, check=AutoDeepLabSearch.check_config,
+    sample_args=sample_args, draw=draw_autodeeplab, draw_results=True, report=report,
+)

@@ -1,0 +1,146 @@
+"""FasterSeg (Chen et al., ICLR 2020): the multi-resolution space, co-searched teacher and student, a latency table.
+
+The method composes the FasterSeg space's supernet problem with a strategy;
+what is FasterSeg's own beyond the space lives here: its presets, the latency
+table the search measures (or is given), the adaptive latency weight as a hook
+of the differentiable strategy, and how a finished search is reported.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import RunConfig
+from ..objectives.latency import LatencyMiss, LatencyTable, latency_environment
+from ..report.draw import draw_fasterseg
+from ..spaces.fasterseg import FasterSegSpace
+from ..spaces.fasterseg.lut import calibrate_table, probe, space_keys
+from ..spaces.fasterseg.search import FasterSegConfig, FasterSegSearch
+from . import Method
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "search": {"pretrain_epochs": 1, "epochs": 1, "batch_size": 2, "steps_per_epoch": 2, "select_images": 2,
+                   "space_args": {"layers": 4, "chis": [1, 2], "stem_chi": 1, "head_chi": 1}},
+        "fasterseg": {"lut_repeats": 1, "sandwich_random": 1, "ohem_min_kept": 16, "deploy_size": [64, 64]},
+    },
+    # a CPU search takes hundreds of steps, not the paper's 12,000: architecture steps are 10x larger
+    "cpu": {
+        "search": {"pretrain_epochs": 4, "epochs": 6, "batch_size": 4, "lr": 0.02, "arch_lr": 3e-3,
+                   "select_images": 16, "space_args": {"layers": 8, "chis": [2, 3, 4], "stem_chi": 3, "head_chi": 3}},
+        "fasterseg": {"sandwich_random": 1, "ohem_min_kept": 500, "deploy_size": [360, 480]},
+    },
+    "paper": {
+        "data": {"crop": [224, 448], "scale_range": [0.375, 0.625]},
+        "search": {"pretrain_epochs": 20, "epochs": 30, "batch_size": 2, "lr": 0.01, "steps_per_epoch": 400,
+                   "select_images": 500,
+                   "space_args": {"layers": 16, "chis": [4, 6, 8, 10, 12], "stem_chi": 8, "head_chi": 8}},
+        "fasterseg": {"sandwich_random": 2, "ohem_min_kept": 2 * 224 * 448 // (16 * 64),
+                      "deploy_size": [1024, 2048], "teacher_chi": 12},
+    },
+}
+
+
+def search_table_file(cfg: RunConfig, run: Path) -> Path:
+    """Where the latency table of the search in ``run`` is: the one it was given
+    (``fasterseg.lut``), else the one it measured into its folder."""
+    return Path(cfg.fasterseg.lut) if cfg.fasterseg.lut else run / "latency_table.json"
+
+
+def table_keys(cfg: RunConfig, num_classes: int, hw) -> tuple[dict[str, Any], int | None, list]:
+    """(space arguments, teacher ratio, the table entries a search of ``cfg`` needs at ``hw``)."""
+    fc = cfg.fasterseg
+    args = FasterSegSpace().resolve_args(cfg.search.space_args)
+    teacher = int(fc.teacher_chi or max(args["chis"])) if fc.cosearch else None
+    return args, teacher, space_keys(args, hw, num_classes, teacher)
+
+
+def fasterseg_table(cfg: RunConfig, num_classes: int, run: Path | None, device: torch.device,
+                    progress: bool = True) -> LatencyTable:
+    """The search's latency table: the user's (checked for this machine and complete), or one
+    measured now into the run folder (and reused on resume)."""
+    fc = cfg.fasterseg
+    args, teacher, keys = table_keys(cfg, num_classes, fc.deploy_size)
+    env = latency_environment(device, cfg.threads)
+    if fc.lut:
+        table = LatencyTable.load(fc.lut, env)
+        missing = [k for k in keys if k not in table]
+        if missing:
+            raise LatencyMiss(f"{fc.lut}: lacks {len(missing)} of the {len(keys)} entries this search needs "
+                              f"(e.g. {missing[0].id}); build it for the same space arguments, deployment size "
+                              f"{fc.deploy_size[0]}x{fc.deploy_size[1]} and {num_classes} classes with "
+                              "'segnas latency build --space fasterseg'")
+        return table
+    path = search_table_file(cfg, run) if run is not None else None
+    if path is not None and path.is_file():
+        table = LatencyTable.load(path, env)
+    else:
+        table = LatencyTable(env, meta={"space": "fasterseg", "space_args": args, "input": list(fc.deploy_size),
+                                        "num_classes": num_classes, "teacher_chi": teacher})
+    built = table.build(keys, probe, device, warmup=1, repeats=fc.lut_repeats, progress=progress)
+    if built or table.calibration is None:
+        calibrate_table(table, args, fc.deploy_size, num_classes, device, repeats=max(3, fc.lut_repeats),
+                        seed=cfg.seed)
+        if path is not None:
+            table.save(path)
+    return table
+
+
+def build_table(cfg: RunConfig, num_classes: int, hw, out: Path, extend: bool, repeats: int,
+                device: torch.device, progress: bool) -> tuple[LatencyTable, int, dict[str, Any]]:
+    """``segnas latency build --space fasterseg``: (table, entries measured now, calibration)."""
+    args, teacher, keys = table_keys(cfg, num_classes, hw)
+    env = latency_environment(device, cfg.threads)
+    table = LatencyTable.load(out, env) if out.is_file() and extend else LatencyTable(
+        env, meta={"space": "fasterseg", "space_args": args, "input": list(hw), "num_classes": num_classes,
+                   "teacher_chi": teacher})
+    measured = table.build(keys, probe, device, repeats=repeats, progress=progress)
+    cal = calibrate_table(table, args, hw, num_classes, device, repeats=repeats, seed=cfg.seed)
+    return table, measured, cal
+
+
+def make_problem(cfg: RunConfig, data, run: Path, device: torch.device, progress: bool) -> FasterSegSearch:
+    table = fasterseg_table(cfg, data.num_classes, run, device, progress)
+    return FasterSegSearch(cfg, data.num_classes, data.ignore_index, table, cfg.seed, device)
+
+
+class AdaptiveLambda:
+    """After each epoch: halve or double the latency weight toward ``fasterseg.target_latency_ms``
+    (when ``fasterseg.adaptive_lambda``), and record the weight the next epoch uses."""
+
+    def on_epoch_end(self, epoch: int, searching: bool, record: dict[str, Any], problem: FasterSegSearch) -> str:
+        if searching and "student" in record["architectures"]:
+            problem.adapt_lambda(record["architectures"]["student"]["latency_ms"])
+        record["latency_lambda"] = problem.latency_lambda
+        return f"lambda {problem.latency_lambda:.3g}"
+
+
+def report(result: dict[str, Any], out: Path) -> list[str]:
+    final = result.get("final") or {}
+    h, w = result["config"]["fasterseg"]["deploy_size"]
+    lines = []
+    for name, r in final.get("architectures", {}).items():
+        if "branches" in r:
+            lines.append(f"{name}: {r['archid']} branches 1/{r['branches'].replace('+', ',1/')}, estimated "
+                         f"{r['latency_ms']:.2f} ms at {h}x{w}, search mIoU {100 * r['miou']:.1f}% "
+                         f"-> {out / (name + '.json')}")
+        else:
+            lines.append(f"{name}: {r['archid']} -> {out / (name + '.json')}")
+    if "teacher" in final.get("architectures", {}):
+        lines.append(f"next: segnas retrain {out / 'teacher.json'} --out {out}-teacher, then "
+                     f"segnas retrain {out / 'student.json'} --out {out}-student --teacher {out}-teacher")
+    else:
+        lines.append(f"next: segnas retrain {out / 'genotype.json'} --out {out}-retrain")
+    return lines
+
+
+METHOD = Method(
+    name="fasterseg", title="FasterSeg (Chen et al., ICLR 2020)", space="fasterseg",
+    strategies=("differentiable",), presets=PRESETS, section=FasterSegConfig,
+    outputs=("teacher", "student"), primary="student", problem=make_problem,
+    hooks=lambda cfg: [AdaptiveLambda()], check=FasterSegSearch.check_config,
+    draw=draw_fasterseg, report=report, latency_table=build_table,
+)

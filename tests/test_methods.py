@@ -1,0 +1,151 @@
+"""The method registry, the direction of imports, per-method config sections and older run configs."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from segnas.cli import main
+from segnas.config import from_dict, to_dict
+from segnas.engine.session import resumed_config
+from segnas.errors import ConfigError
+from segnas.methods import METHODS, get_method
+from segnas.strategies import STRATEGIES
+
+PACKAGE = Path(__file__).resolve().parents[1] / "segnas"
+
+
+def _imports(path: Path, text: str | None = None) -> list[str]:
+    """Absolute module names ``path`` (or ``text`` as if it were that file) imports."""
+    package = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if path.name != "__init__.py":
+        package = package.rsplit(".", 1)[0]
+    out = []
+    for node in ast.walk(ast.parse(path.read_text() if text is None else text)):
+        if isinstance(node, ast.Import):
+            out += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")
+            if node.level:
+                base = base[: len(base) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module
+            out.append(module)
+            out += [f"{module}.{a.name}" for a in node.names]  # "from . import spaces" names a module too
+    return out
+
+
+def _violations(folder: str, forbidden: tuple[str, ...]) -> list[str]:
+    bad = []
+    for path in sorted((PACKAGE / folder).rglob("*.py")):
+        for module in _imports(path):
+            if any(module == f or module.startswith(f + ".") for f in forbidden):
+                bad.append(f"{path.relative_to(PACKAGE)} imports {module}")
+    return bad
+
+
+def test_spaces_never_import_strategies_or_methods():
+    assert _violations("spaces", ("segnas.strategies", "segnas.methods", "segnas.cli", "segnas.demo")) == []
+
+
+def test_strategies_never_import_a_particular_space_or_a_method():
+    assert _violations("strategies", ("segnas.spaces", "segnas.methods", "segnas.cli", "segnas.demo")) == []
+
+
+def test_each_space_imports_no_other_space():
+    for space in ("fasterseg", "autodeeplab"):
+        others = tuple(f"segnas.spaces.{o}" for o in ("fasterseg", "autodeeplab") if o != space)
+        assert _violations(f"spaces/{space}", others) == []
+
+
+def test_the_import_check_sees_a_violation():
+    # the checker itself must be able to fail: relative imports from a space into the strategies
+    space_file = PACKAGE / "spaces" / "fasterseg" / "search.py"
+    assert "segnas.strategies.differentiable" in _imports(space_file, "from ...strategies.differentiable import x\n")
+    assert "segnas.strategies" in _imports(space_file, "from ... import strategies\n")
+    assert "segnas.spaces.fasterseg.lut" in _imports(space_file, "from .lut import probe\n")
+
+
+def test_no_method_name_dispatch_outside_the_registry():
+    pattern = ("== \"fasterseg\"", "== 'fasterseg'", "== \"autodeeplab\"", "!= \"fasterseg\"", "!= \"autodeeplab\"")
+    hits = [f"{p.relative_to(PACKAGE)}" for p in PACKAGE.rglob("*.py")
+            if any(s in p.read_text() for s in pattern)]
+    assert hits == []
+
+
+def test_registry_lists_both_methods_and_strategies(capsys):
+    assert set(METHODS) >= {"fasterseg", "autodeeplab"} and set(STRATEGIES) >= {"differentiable"}
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    for name in ("fasterseg", "autodeeplab", "differentiable", "teacher.json, student.json", "genotype.json"):
+        assert name in out
+    for method in METHODS.values():
+        assert method.strategies[0] in STRATEGIES and method.primary in method.outputs + ("genotype",)
+
+
+def test_unknown_method_and_strategy_are_one_line_listing_the_known(capsys, tmp_path):
+    assert main(["search", "dcnas", "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "known methods: fasterseg, autodeeplab" in err
+    assert main(["search", "fasterseg", "--strategy", "evolution", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "evolution" in err and "differentiable" in err
+    with pytest.raises(ConfigError, match="known methods"):
+        get_method("nope")
+
+
+def test_a_key_the_chosen_method_does_not_use_is_refused_with_the_valid_keys():
+    with pytest.raises(ConfigError, match=r"'autodeeplab\.genotype_args\.filter_multiplier' is unknown.*known keys here:.*fasterseg"):
+        get_method("fasterseg").config("tiny", overrides=["autodeeplab.genotype_args.filter_multiplier=4"])
+    with pytest.raises(ConfigError, match=r"'fasterseg\.lut' is unknown.*autodeeplab"):
+        get_method("autodeeplab").config("tiny", overrides=["fasterseg.lut=t.json"])
+    with pytest.raises(ConfigError, match=r"'fasterseg\.latency_lambdaa' is unknown.*latency_lambda"):
+        get_method("fasterseg").config("tiny", overrides=["fasterseg.latency_lambdaa=1"])
+    with pytest.raises(ConfigError, match=r"'search\.tau' is unknown \(it moved .*'fasterseg\.tau'\)"):
+        get_method("fasterseg").config("tiny", overrides=["search.tau=2"])
+    with pytest.raises(ConfigError, match=r"'fasterseg\.tau' is 0"):
+        get_method("fasterseg").config("tiny", overrides=["fasterseg.tau=0"])
+
+
+def test_method_config_round_trips_with_its_section():
+    method = get_method("fasterseg")
+    cfg = method.config("tiny", overrides=["fasterseg.tau=0.5"])
+    data = to_dict(cfg)
+    assert data["fasterseg"]["tau"] == 0.5 and "sections" not in data and data["method"] == "fasterseg"
+    assert from_dict(data, method.sections("differentiable")) == cfg
+    with pytest.raises(ConfigError, match="'fasterseg' is unknown"):
+        from_dict(data)  # a retrain reads no method section
+
+
+def _old_search_config(method: str) -> dict:
+    """A run config as searches saved it before methods had sections: every option under ``search``."""
+    cfg = to_dict(get_method(method).config("tiny"))
+    own = cfg.pop(method)
+    for key in ("method", "strategy"):
+        cfg.pop(key)
+    old_fasterseg = {"ohem_thresh": 0.7, "ohem_min_kept": 16, "cosearch": True, "teacher_chi": None,
+                     "sandwich_random": 1, "sandwich_search": True, "tau": 1.0, "latency_lambda": 0.01,
+                     "latency_weights": [0.001, 0.997, 0.002], "target_latency_ms": None, "adaptive_lambda": False,
+                     "select_exponent": -0.07, "deploy_size": [64, 64], "lut": None, "lut_repeats": 1}
+    cfg["search"].update(old_fasterseg, genotype_args={})
+    cfg["search"].update(own)
+    return cfg
+
+
+def test_older_run_configs_map_their_search_keys_once():
+    fs = get_method("fasterseg")
+    old = _old_search_config("fasterseg")
+    old["search"]["tau"] = 0.25
+    cfg = resumed_config({"config": old}, {"threads": 1}, "search", fs.sections("differentiable"))
+    assert cfg.fasterseg.tau == 0.25 and cfg.fasterseg.ohem_min_kept == 16 and cfg.threads == 1
+    assert cfg.fasterseg.sandwich_arch is False  # added later: the old run did not sandwich
+    assert not hasattr(cfg.search, "tau")
+    adl = get_method("autodeeplab")
+    old = _old_search_config("autodeeplab")
+    assert old["search"]["genotype_args"]["filter_multiplier"] == 4
+    cfg = resumed_config({"config": old}, None, "search", adl.sections("differentiable"))
+    assert cfg.autodeeplab.genotype_args["filter_multiplier"] == 4
+    assert "fasterseg" not in to_dict(cfg)  # the other method's old keys are dropped, not carried
+    # a retrain checkpoint of those days carried the same search keys: they are dropped
+    assert resumed_config({"config": old}, None).search.arch_batches == 1
