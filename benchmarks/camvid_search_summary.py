@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 
 from _common import machine, write  # noqa: E402
-from segnas.config import as_saved  # noqa: E402
+from segnas.config_io import as_saved  # noqa: E402
 
 TARGET = 0.03
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from . import zoo
+from . import methods, zoo
 from .errors import SegnasError
 from .genotype import Genotype, load, save
 from .profile import profile
@@ -32,4 +32,4 @@ def build(genotype: Genotype, num_classes: int, aux: bool = True) -> nn.Module:
     return get_space(genotype.space).build(genotype, num_classes, aux=aux)
 
 
-__all__ = ["Genotype", "SegnasError", "build", "load", "profile", "save", "zoo", "__version__"]
+__all__ = ["Genotype", "SegnasError", "build", "load", "methods", "profile", "save", "zoo", "__version__"]

@@ -12,15 +12,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Iterable
 from typing import Any
 
 import yaml
 
+from .config_io import MOVED_SEARCH_KEYS, check_type, parse_overrides
 from .errors import ConfigError
 
 
@@ -148,43 +147,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _check_type(value: Any, tp: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _check_type(value, option, key)
-            except ConfigError:
-                pass
-        raise ConfigError(f"config key '{key}': {value!r} is not a {tp}")
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key '{key}': expected a list, got {value!r}")
-        (inner,) = typing.get_args(tp)
-        return [_check_type(v, inner, key) for v in value]
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    if tp is bool and not isinstance(value, bool):
-        raise ConfigError(f"config key '{key}': expected true or false, got {value!r}")
-    if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
-    if tp is dict and not isinstance(value, dict):
-        raise ConfigError(f"config key '{key}': expected a mapping of keys to values, got {value!r}")
-    if tp in (str, float) and not isinstance(value, tp):
-        raise ConfigError(f"config key '{key}': expected a {tp.__name__}, got {value!r}")
-    return value
-
-
 def _known(obj: Any) -> str:
     names = [f.name for f in dataclasses.fields(obj) if f.name != "sections"]
     return ", ".join(names + list(getattr(obj, "sections", {})))
@@ -211,7 +173,7 @@ def _merge(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
         elif isinstance(current, dict) and isinstance(value, dict):
             setattr(obj, key, {**current, **value})  # mappings (space_args) merge key by key
         else:
-            setattr(obj, key, _check_type(value, hints[key], name))
+            setattr(obj, key, check_type(value, hints[key], name))
 
 
 def _leaf(name: str, value: Any) -> str:
@@ -227,16 +189,6 @@ def _moved(obj: Any, key: str) -> str:
     if isinstance(obj, SearchConfig) and key in MOVED_SEARCH_KEYS:
         return f" (it moved to the section of method {MOVED_SEARCH_KEYS[key]}: '{MOVED_SEARCH_KEYS[key]}.{key}')"
     return ""
-
-
-# options that were ``search.*`` before methods had sections, and the method whose section holds them now
-MOVED_SEARCH_KEYS: dict[str, str] = {
-    **{k: "fasterseg" for k in (
-        "ohem_thresh", "ohem_min_kept", "cosearch", "teacher_chi", "sandwich_random", "sandwich_search",
-        "sandwich_arch", "tau", "latency_lambda", "latency_weights", "target_latency_ms", "adaptive_lambda",
-        "select_exponent", "deploy_size", "lut", "lut_repeats")},
-    "genotype_args": "autodeeplab",
-}
 
 
 _CHOICES = {"train.optimizer": ("sgd", "adam"), "train.schedule": ("poly", "exp", "constant"),
@@ -319,25 +271,6 @@ def _get(cfg: RunConfig, key: str) -> Any:
     return node
 
 
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["train.lr=0.1", "seed=3"]`` -> nested dict, values read as YAML scalars."""
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.lr=0.01")
-        key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            value = raw
-        node = out
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return out
-
-
 def make_config(preset: str = "cpu", file: str | Path | None = None,
                 overrides: list[str] | None = None, extra: dict[str, Any] | None = None,
                 method_presets: dict[str, dict[str, Any]] | None = None,
@@ -411,33 +344,6 @@ def anchored(cfg: RunConfig) -> RunConfig:
     from .engine.loaders import data_root  # at call time: the engine imports this module
 
     out.data.root = data_root(out.data)
-    return out
-
-
-# options added after run configs were first saved, with the value that reproduces what runs saved before them did
-LATER_OPTIONS: dict[tuple[str, str], Any] = {("fasterseg", "sandwich_arch"): False}
-
-
-def as_saved(data: dict[str, Any], sections: Iterable[str] = ()) -> dict[str, Any]:
-    """A saved run config (as a dict) read as today's, behaving as that run did.
-
-    Configs saved before methods had sections kept every option under ``search``: those of
-    ``sections`` (the run's method and strategy) move to their section, the other methods' are
-    dropped (that run never read them). Options added since are filled in as the run behaved, so
-    resuming or comparing an older run does not silently change what it did.
-    """
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
-    for name in sections:
-        out[name] = dict(out.get(name) or {})
-    search = out.get("search")
-    if isinstance(search, dict):
-        for key in [k for k in search if k in MOVED_SEARCH_KEYS]:
-            value, owner = search.pop(key), MOVED_SEARCH_KEYS[key]
-            if owner in sections and key not in out.get(owner, {}):
-                out.setdefault(owner, {})[key] = value
-    for (section, key), value in LATER_OPTIONS.items():
-        if isinstance(out.get(section), dict):
-            out[section].setdefault(key, value)
     return out
 
 

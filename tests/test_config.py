@@ -60,14 +60,14 @@ def test_anchored_pins_the_default_camvid_root(tmp_path, monkeypatch):
 
 
 def test_resuming_a_config_saved_before_an_option_existed_keeps_its_behaviour(monkeypatch):
-    import segnas.config
+    import segnas.config_io
 
     # an option whose default changed after older runs were saved: those runs resume as they ran
-    monkeypatch.setattr(segnas.config, "LATER_OPTIONS", {("search", "arch_batches"): 3})
+    monkeypatch.setattr(segnas.config_io, "LATER_OPTIONS", {("search", "arch_batches"): 3})
     saved = to_dict(make_config("tiny"))
     saved["search"]["arch_batches"] = 2
     assert resumed_config({"config": saved}, None).search.arch_batches == 2  # what the run was saved with
     del saved["search"]["arch_batches"]
     assert resumed_config({"config": saved}, None).search.arch_batches == 3
     assert from_dict(to_dict(make_config("tiny"))).search.arch_batches == 1  # configs are not rewritten otherwise
-    assert segnas.config.as_saved({"seed": 3}) == {"seed": 3}  # no section, nothing to fill
+    assert segnas.config_io.as_saved({"seed": 3}) == {"seed": 3}  # no section, nothing to fill

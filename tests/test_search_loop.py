@@ -137,3 +137,53 @@ def test_fasterseg_architecture_sandwich_averages_gumbel_max_and_min_widths():
     assert logs["arch_loss_student"] == pytest.approx(
         (logs["arch_loss_student_gumbel"] + logs["arch_loss_student_max"] + logs["arch_loss_student_min"]) / 3)
     assert logs["arch_loss_student_max"] != logs["arch_loss_student_min"]
+
+
+class Recorder:
+    """Hooks that log what the loop calls them with, and a per-epoch schedule written into the record."""
+
+    def __init__(self):
+        self.events, self.weights = [], {}
+
+    def on_phase_start(self, phase, problem):
+        self.events.append(("phase", phase.name))
+        self.weights[f"start {phase.name}"] = problem.weight_parameters()[0].detach().clone()
+
+    def on_epoch_start(self, epoch, phase, problem):
+        self.events.append(("epoch", epoch, phase.name))
+
+    def on_epoch_end(self, epoch, searching, record, problem):
+        self.weights[f"end {epoch}"] = problem.weight_parameters()[0].detach().clone()
+        record["tau"] = 1.0 / (epoch + 1)
+        return f"tau {record['tau']:.2f}"
+
+
+def test_phases_and_hooks_drive_the_loop_and_a_resume_does_not_repeat_a_phase_start(tmp_path):
+    from segnas.strategies.differentiable import Phase, run_differentiable
+
+    phases = [Phase("warmup", 1, False), Phase("stage2", 2, True, reset_weights=True)]
+    cfg = _cfg()
+    hooks = Recorder()
+    full = run_differentiable(ADL, cfg, tmp_path / "full", progress=False, phases=phases, hooks=[hooks])
+    assert hooks.events == [("phase", "warmup"), ("epoch", 0, "warmup"), ("phase", "stage2"), ("epoch", 1, "stage2"),
+                            ("epoch", 2, "stage2")]
+    # the second phase started from fresh weights, not from where the first one ended
+    assert not torch.equal(hooks.weights["start stage2"], hooks.weights["end 0"])
+    records = [r for r in adl_records(tmp_path / "full") if "architectures" in r]
+    assert [r["phase"] for r in records] == ["warmup", "stage2", "stage2"]
+    assert [r["tau"] for r in records] == pytest.approx([1.0, 1 / 2, 1 / 3])
+    assert "arch_signal" not in records[0] and records[1]["arch_signal"]["steps"] == 2
+    assert records[1]["arch_signal"]["planned_steps"] == 4 and full["epochs"] == 3
+    again = Recorder()
+    # killed in stage2's second epoch: the checkpoint after its first epoch is where it resumes
+    assert run_differentiable(ADL, cfg, tmp_path / "killed", stop_after=5, progress=False, phases=phases,
+                              hooks=[Recorder()])["interrupted"]
+    run_differentiable(ADL, cfg, tmp_path / "killed", resume=True, progress=False, phases=phases, hooks=[again])
+    assert again.events == [("epoch", 2, "stage2")]  # inside stage2: its start (and weight reset) is not redone
+    assert (tmp_path / "killed" / "genotype.json").read_text() == (tmp_path / "full" / "genotype.json").read_text()
+
+
+def adl_records(run):
+    import json
+
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

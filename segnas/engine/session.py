@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from ..config import RunConfig, anchored, as_saved, from_dict, to_dict
+from ..config import RunConfig, anchored, from_dict, to_dict
+from ..config_io import as_saved
 from ..errors import ConfigError, SegnasError
 from .checkpoint import atomic_save, load_checkpoint
 from .rundir import MetricsLog, environment, prepare_run_dir, write_json, write_yaml

@@ -219,9 +219,10 @@ class Trainer:
 
 def train_network(genotype: Genotype, tc: TrainConfig, train_ds, val_ds, device: torch.device, seed: int,
                   steps: int | None = None, num_workers: int = 0, patience: int | None = None,
-                  should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
-    """Build ``genotype`` and train it for ``steps`` (a trial of a multi-trial search): its metrics,
-    without a run folder. ``stopped`` is True where ``should_stop`` cut it short."""
+                  should_stop: Callable[[], bool] | None = None) -> tuple[dict[str, Any], Trainer]:
+    """Build ``genotype`` and train it for ``steps`` (a trial of a multi-trial search), without a run
+    folder: (its metrics, the trainer holding the network). ``stopped`` is True where ``should_stop``
+    cut it short."""
     torch.manual_seed(seed)
     model = get_space(genotype.space).build(genotype, train_ds.num_classes, aux=True)
     trainer = Trainer(model, tc, train_ds, val_ds, device, seed, num_workers, total_steps=steps)
@@ -229,4 +230,4 @@ def train_network(genotype: Genotype, tc: TrainConfig, train_ds, val_ds, device:
     why = trainer.fit(should_stop=should_stop, patience=patience)
     return {"archid": genotype.archid, "best_miou": trainer.best_miou, "steps": trainer.step,
             "final": {k: v for k, v in trainer.metrics.items() if k != "confusion"},
-            "wall_s": time.perf_counter() - t0, "stopped": why == "stopped"}
+            "wall_s": time.perf_counter() - t0, "stopped": why == "stopped"}, trainer

@@ -14,10 +14,14 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+import yaml
+
 from ..config import RunConfig, make_config
 from ..errors import ConfigError, GenotypeError
 from ..genotype import Genotype
-from ..strategies import STRATEGIES, strategy_sections
+from ..spaces import get_space
+from ..strategies import STRATEGIES, strategy_presets, strategy_sections
 
 
 @dataclass(frozen=True)
@@ -60,17 +64,40 @@ class Method:
                extra: dict[str, Any] | None = None, strategy: str | None = None) -> RunConfig:
         """A checked search config: general preset, this method's preset, file, CLI options, ``--set``."""
         strategy = self.strategy(strategy)
+        presets = {name: _merged(self.presets.get(name, {}), strategy_presets(strategy).get(name, {}))
+                   for name in set(self.presets) | set(strategy_presets(strategy))}
         cfg = make_config(preset, file, overrides, {**(extra or {}), "method": self.name, "strategy": strategy},
-                          method_presets=self.presets, sections=self.sections(strategy))
+                          method_presets=presets, sections=self.sections(strategy))
         self.check(cfg)
         return cfg
 
     def search(self, cfg: RunConfig, out: str | Path, resume: bool = False, stop_after: int | None = None,
                progress: bool = True, resume_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Run (or resume) a search of this method with the strategy ``cfg`` names."""
-        run = STRATEGIES[self.strategy(cfg.strategy)]
+        """Run (or resume) a search of this method with the strategy ``cfg`` names (a resume: the run's own)."""
+        strategy = _run_strategy(Path(out)) if resume else None
+        run = STRATEGIES[self.strategy(strategy or cfg.strategy)]
         return run(self, cfg, out, resume=resume, stop_after=stop_after, progress=progress,
                    resume_overrides=resume_overrides)
+
+    def sample(self, rng: np.random.Generator, cfg: RunConfig) -> Genotype:
+        """A random architecture of this method's space, drawn as ``cfg``'s search would build it."""
+        return get_space(self.space).sample(rng, self.sample_args(cfg))
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _run_strategy(run: Path) -> str | None:
+    """The strategy a run folder's search was started with (None where it did not record one)."""
+    try:
+        saved = yaml.safe_load((run / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return saved.get("strategy") if isinstance(saved, dict) else None
 
 
 # one entry per method: the module segnas/methods/<entry>.py defines its METHOD record

@@ -59,7 +59,8 @@ def sample_args(cfg: RunConfig) -> dict[str, Any]:
 def report(result: dict[str, Any], out: Path) -> list[str]:
     lines = []
     for name, r in ((result.get("final") or {}).get("architectures") or {}).items():
-        path = f" path {' '.join(str(SCALES[j]) for j in r['path'])}" if "path" in r else ""
+        path = (f" path {' '.join(str(SCALES[j]) for j in r['path'])}" if "path" in r
+                else f" trial {r.get('trial')}, search mIoU {100 * r['miou']:.1f}%")
         lines.append(f"{name}: {r['archid']}{path} -> {out / (name + '.json')} (drawing {out / (name + '.png')})")
     lines.append(f"next: segnas retrain {out / 'genotype.json'} --out {out}-retrain")
     return lines
@@ -67,7 +68,7 @@ def report(result: dict[str, Any], out: Path) -> list[str]:
 
 METHOD = Method(
     name="autodeeplab", title="Auto-DeepLab (Liu et al., CVPR 2019)", space="autodeeplab",
-    strategies=("differentiable",), presets=PRESETS, section=AutoDeepLabConfig,
+    strategies=("differentiable", "random"), presets=PRESETS, section=AutoDeepLabConfig,
     outputs=("genotype",), primary="genotype", problem=make_problem, check=AutoDeepLabSearch.check_config,
     sample_args=sample_args, draw=draw_autodeeplab, draw_results=True, report=report,
 )

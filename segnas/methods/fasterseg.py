@@ -127,8 +127,9 @@ def report(result: dict[str, Any], out: Path) -> list[str]:
             lines.append(f"{name}: {r['archid']} branches 1/{r['branches'].replace('+', ',1/')}, estimated "
                          f"{r['latency_ms']:.2f} ms at {h}x{w}, search mIoU {100 * r['miou']:.1f}% "
                          f"-> {out / (name + '.json')}")
-        else:
-            lines.append(f"{name}: {r['archid']} -> {out / (name + '.json')}")
+        else:  # a multi-trial search: the best trial
+            lines.append(f"{name}: {r['archid']} trial {r.get('trial')}, search mIoU {100 * r['miou']:.1f}% "
+                         f"-> {out / (name + '.json')}")
     if "teacher" in final.get("architectures", {}):
         lines.append(f"next: segnas retrain {out / 'teacher.json'} --out {out}-teacher, then "
                      f"segnas retrain {out / 'student.json'} --out {out}-student --teacher {out}-teacher")
@@ -139,7 +140,7 @@ def report(result: dict[str, Any], out: Path) -> list[str]:
 
 METHOD = Method(
     name="fasterseg", title="FasterSeg (Chen et al., ICLR 2020)", space="fasterseg",
-    strategies=("differentiable",), presets=PRESETS, section=FasterSegConfig,
+    strategies=("differentiable", "random"), presets=PRESETS, section=FasterSegConfig,
     outputs=("teacher", "student"), primary="student", problem=make_problem,
     hooks=lambda cfg: [AdaptiveLambda()], check=FasterSegSearch.check_config,
     draw=draw_fasterseg, report=report, latency_table=build_table,

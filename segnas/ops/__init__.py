@@ -28,6 +28,14 @@ OPS: dict[str, OpFactory] = {
 }
 
 
+def reset_parameters(module: nn.Module) -> None:
+    """Draw every layer's weights afresh (and clear BatchNorm statistics): a weight reset between search
+    stages. Parameters held directly by ``module`` (architecture logits) are left alone."""
+    for m in module.modules():
+        if m is not module and hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+
+
 def make_op(name: str, c_in: int, c_out: int, stride: int = 1, widths: Widths = None) -> nn.Module:
     """Build operator ``name``; unknown names list the known ones."""
     try:
@@ -39,5 +47,5 @@ def make_op(name: str, c_in: int, c_out: int, stride: int = 1, widths: Widths = 
 
 __all__ = [
     "ASPP", "upsample_to", "CELL_OPS", "OPS", "PARAMETER_FREE", "AtrousConv", "Pool", "ReLUConvBN", "SepConv", "cell_op", "Conv", "Conv2x", "ConvBNReLU", "FactorizedReduce", "SlimBatchNorm2d", "SlimConv2d",
-    "ZoomedConv", "conv_layer", "make_op", "norm_layer", "set_width",
+    "ZoomedConv", "conv_layer", "make_op", "norm_layer", "reset_parameters", "set_width",
 ]

@@ -11,10 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from . import random_search
 from .differentiable import BilevelProblem, run_differentiable
 
-STRATEGIES: dict[str, Callable[..., dict[str, Any]]] = {"differentiable": run_differentiable}
-_SECTIONS: dict[str, type] = {}  # a strategy's own config section, by strategy name
+STRATEGIES: dict[str, Callable[..., dict[str, Any]]] = {"differentiable": run_differentiable,
+                                                        "random": random_search.run_random}
+_SECTIONS: dict[str, type] = {"random": random_search.RandomConfig}  # a strategy's own config section, by name
+_PRESETS: dict[str, dict[str, dict[str, Any]]] = {"random": random_search.PRESETS}
 
 
 def strategy_sections(name: str) -> dict[str, Any]:
@@ -22,4 +25,9 @@ def strategy_sections(name: str) -> dict[str, Any]:
     return {name: _SECTIONS[name]()} if name in _SECTIONS else {}
 
 
-__all__ = ["STRATEGIES", "BilevelProblem", "run_differentiable", "strategy_sections"]
+def strategy_presets(name: str) -> dict[str, dict[str, Any]]:
+    """Strategy ``name``'s settings per preset (merged over the method's)."""
+    return _PRESETS.get(name, {})
+
+
+__all__ = ["STRATEGIES", "BilevelProblem", "run_differentiable", "strategy_presets", "strategy_sections"]

@@ -136,8 +136,9 @@ def run_differentiable(method, cfg: RunConfig, out: str | Path, resume: bool = F
                          sections=method.sections(strategy), what="search")
     run, ckpt, cfg = session.run, session.ckpt, session.cfg
     if ckpt is not None:
-        if ckpt["method"] != method.name:
-            raise ConfigError(f"{run}: this is a {ckpt['method']} search, not {method.name}")
+        if ckpt["method"] != method.name or ckpt["config"].get("strategy") not in (None, STRATEGY):
+            raise ConfigError(f"{run}: this is a {ckpt['method']} {ckpt['config'].get('strategy')} search, "
+                              f"not {method.name} {STRATEGY}")
         cfg.method, cfg.strategy = method.name, strategy  # runs saved before these were recorded
     sc = cfg.search
     phases = phases if phases is not None else default_phases(cfg)

@@ -23,6 +23,7 @@ from ...choices import ChoiceSpec
 from ...config import RunConfig
 from ...losses import CrossEntropy
 from ...metrics import ConfusionMatrix
+from ...ops import reset_parameters
 from . import AutoDeepLabSpace
 from .derive import decode_cell, viterbi
 from .network import SCALES
@@ -76,6 +77,10 @@ class AutoDeepLabSearch:
     def arch_specs(self) -> list[ChoiceSpec]:
         """What each of :meth:`arch_parameters` decides, in the same order."""
         return self.net.arch.spec_list()
+
+    def reset_weights(self) -> None:
+        """Fresh weights, the architecture kept (a search stage that retrains the supernet from scratch)."""
+        reset_parameters(self.net)
 
     def state_dict(self) -> dict[str, Any]:
         return {"net": self.net.state_dict()}

@@ -24,6 +24,7 @@ from ...errors import ConfigError
 from ...genotype import Genotype
 from ...losses import CrossEntropy, OhemCrossEntropy
 from ...metrics import ConfusionMatrix
+from ...ops import reset_parameters
 from ...objectives.latency import LatencyTable
 from . import FasterSegSpace
 from .derive import decode_branch, select, target_score
@@ -112,6 +113,10 @@ class FasterSegSearch:
     def arch_specs(self) -> list[ChoiceSpec]:
         """What each of :meth:`arch_parameters` decides, in the same order."""
         return self.net.arch.spec_list()
+
+    def reset_weights(self) -> None:
+        """Fresh weights, the architecture kept (a search stage that retrains the supernet from scratch)."""
+        reset_parameters(self.net)
 
     def state_dict(self) -> dict[str, Any]:
         return {"net": self.net.state_dict(), "generator": self.generator.get_state(),

@@ -174,9 +174,10 @@ class FasterSegSupernet(nn.Module):
         if mode != "gumbel":
             raise ValueError(f"unknown width mode {mode!r}")
         hard = [gumbel_hard(g, generator, tau) for g in gammas]
+        picks = [h.detach().argmax(-1).tolist() for h in hard]  # the widths slice channels: one read per scale
         for l, j in self.nodes():
-            vec = hard[j][self.gamma_row(l, j)]
-            out[l, j] = (int(vec.detach().argmax()), vec)
+            row = self.gamma_row(l, j)
+            out[l, j] = (picks[j][row], hard[j][row])
         return out
 
     def width_vectors(self, widths: dict[tuple[int, int], tuple[int, torch.Tensor | None]], n: int
