@@ -107,9 +107,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     from .methods import get_method
 
     method = get_method(args.method)
-    if method.latency_table is None and (args.lut or args.deploy_size):
-        raise SegnasError(f"--lut and --deploy-size belong to latency-aware searches; {args.method} has no "
-                          "latency objective")
+    if (args.lut or args.deploy_size) and (method.latency_table is None or method.name not in
+                                           method.sections(method.strategy(args.strategy))):
+        raise SegnasError(f"--lut and --deploy-size belong to latency-aware searches; {args.method} with "
+                          f"strategy {method.strategy(args.strategy)} has no latency objective")
     out = Path(args.out)
     resume_overrides = None
     if args.resume:

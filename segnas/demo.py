@@ -6,7 +6,7 @@
    with the same budget (no pretrained weights exist offline: all from scratch);
 4. print mIoU, parameters, multiply-adds and measured CPU latency side by side.
 
-Everything is small enough for about two minutes on two CPU cores; the
+Everything is small enough for a few minutes on two CPU cores; the
 figures show the pipeline working, not the paper's numbers.
 """
 

@@ -149,3 +149,24 @@ def test_older_run_configs_map_their_search_keys_once():
     assert "fasterseg" not in to_dict(cfg)  # the other method's old keys are dropped, not carried
     # a retrain checkpoint of those days carried the same search keys: they are dropped
     assert resumed_config({"config": old}, None).search.arch_batches == 1
+
+
+def test_a_run_folder_saved_before_method_sections_resumes_to_the_same_genotype(tmp_path):
+    import torch
+    import yaml
+
+    from segnas.engine.checkpoint import atomic_save
+
+    adl = get_method("autodeeplab")
+    cfg = adl.config("tiny", extra={"data": {"dataset": "synthetic"}})
+    adl.search(cfg, tmp_path / "full", progress=False)
+    run = tmp_path / "old"
+    assert adl.search(cfg, run, stop_after=3, progress=False)["interrupted"]  # a checkpoint after epoch 1
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    old = _old_search_config("autodeeplab")
+    old["data"] = ckpt["config"]["data"]  # the run's own (absolute) data settings
+    ckpt["config"] = old  # as searches saved it then: no sections, no method or strategy recorded
+    atomic_save(ckpt, run / "checkpoints" / "last.pt")
+    (run / "config.yaml").write_text(yaml.safe_dump(old))
+    assert main(["search", "autodeeplab", "--out", str(run), "--resume", "--quiet"]) == 0
+    assert (run / "genotype.json").read_text() == (tmp_path / "full" / "genotype.json").read_text()

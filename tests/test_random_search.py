@@ -64,3 +64,15 @@ def test_random_search_cli_resumes_with_the_runs_own_strategy(capsys, tmp_path):
     assert main(["search", "fasterseg", "--strategy", "random", "--set", "random.trials=0", "--preset", "tiny",
                  "--out", str(tmp_path / "bad")]) == 2
     assert "random.trials" in capsys.readouterr().err
+
+
+def test_a_random_fasterseg_search_refuses_the_options_only_its_supernet_search_reads(capsys, tmp_path):
+    from segnas.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"'fasterseg\.lut' is unknown.*random"):
+        get_method("fasterseg").config("tiny", strategy="random", overrides=["fasterseg.lut=t.json"])
+    assert main(["search", "fasterseg", "--strategy", "random", "--lut", "t.json", "--preset", "tiny",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "no latency objective" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    # Auto-DeepLab's section holds the retraining size its random draws use: it stays
+    assert "autodeeplab" in get_method("autodeeplab").sections("random")

@@ -45,11 +45,12 @@ class Method:
     draw_results: bool = False  # draw each final genotype into the run folder
     report: Callable[[dict[str, Any], Path], list[str]] | None = None  # lines printed after a search
     latency_table: Callable[..., Any] | None = None  # ``segnas latency build`` for this space
+    section_strategies: tuple[str, ...] | None = None  # strategies that read the section (None: all)
 
     def sections(self, strategy: str) -> dict[str, Any]:
         """Fresh config sections of this method and ``strategy`` (name -> dataclass)."""
-        out = {self.name: self.section()} if self.section is not None else {}
-        return {**out, **strategy_sections(strategy)}
+        reads = self.section is not None and (self.section_strategies is None or strategy in self.section_strategies)
+        return {**({self.name: self.section()} if reads else {}), **strategy_sections(strategy)}
 
     def strategy(self, name: str | None) -> str:
         """``name`` (or the default) if this method accepts it; else one line listing those it does."""
@@ -64,10 +65,13 @@ class Method:
                extra: dict[str, Any] | None = None, strategy: str | None = None) -> RunConfig:
         """A checked search config: general preset, this method's preset, file, CLI options, ``--set``."""
         strategy = self.strategy(strategy)
-        presets = {name: _merged(self.presets.get(name, {}), strategy_presets(strategy).get(name, {}))
-                   for name in set(self.presets) | set(strategy_presets(strategy))}
+        sections = self.sections(strategy)
+        presets = {}
+        for name in set(self.presets) | set(strategy_presets(strategy)):
+            merged = _merged(self.presets.get(name, {}), strategy_presets(strategy).get(name, {}))
+            presets[name] = {k: v for k, v in merged.items() if k != self.name or k in sections}
         cfg = make_config(preset, file, overrides, {**(extra or {}), "method": self.name, "strategy": strategy},
-                          method_presets=presets, sections=self.sections(strategy))
+                          method_presets=presets, sections=sections)
         self.check(cfg)
         return cfg
 

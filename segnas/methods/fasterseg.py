@@ -120,10 +120,10 @@ class AdaptiveLambda:
 
 def report(result: dict[str, Any], out: Path) -> list[str]:
     final = result.get("final") or {}
-    h, w = result["config"]["fasterseg"]["deploy_size"]
     lines = []
     for name, r in final.get("architectures", {}).items():
         if "branches" in r:
+            h, w = result["config"]["fasterseg"]["deploy_size"]
             lines.append(f"{name}: {r['archid']} branches 1/{r['branches'].replace('+', ',1/')}, estimated "
                          f"{r['latency_ms']:.2f} ms at {h}x{w}, search mIoU {100 * r['miou']:.1f}% "
                          f"-> {out / (name + '.json')}")
@@ -144,4 +144,5 @@ METHOD = Method(
     outputs=("teacher", "student"), primary="student", problem=make_problem,
     hooks=lambda cfg: [AdaptiveLambda()], check=FasterSegSearch.check_config,
     draw=draw_fasterseg, report=report, latency_table=build_table,
+    section_strategies=("differentiable",),  # a random search draws students: no table, no co-search
 )
