@@ -118,9 +118,11 @@ def test_method_config_round_trips_with_its_section():
         from_dict(data)  # a retrain reads no method section
 
 
-def _old_search_config(method: str) -> dict:
-    """A run config as searches saved it before methods had sections: every option under ``search``."""
-    cfg = to_dict(get_method(method).config("tiny"))
+def _old_search_config(method: str, saved: dict | None = None) -> dict:
+    """A run config (``saved``, default the tiny preset's) as searches saved it before methods had
+    sections: every option under ``search``, no method or strategy recorded."""
+    cfg = {k: dict(v) if isinstance(v, dict) else v
+           for k, v in (saved or to_dict(get_method(method).config("tiny"))).items()}
     own = cfg.pop(method)
     for key in ("method", "strategy"):
         cfg.pop(key)
@@ -158,14 +160,16 @@ def test_a_run_folder_saved_before_method_sections_resumes_to_the_same_genotype(
     from segnas.engine.checkpoint import atomic_save
 
     adl = get_method("autodeeplab")
-    cfg = adl.config("tiny", extra={"data": {"dataset": "synthetic"}})
+    small = ["search.space_args.layers=3", "search.space_args.blocks=1",
+             "search.space_args.ops=[sep_conv_3x3,skip_connect,none]"]
+    cfg = adl.config("tiny", overrides=small, extra={"data": {"dataset": "synthetic"}})
     adl.search(cfg, tmp_path / "full", progress=False)
     run = tmp_path / "old"
     assert adl.search(cfg, run, stop_after=3, progress=False)["interrupted"]  # a checkpoint after epoch 1
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
-    old = _old_search_config("autodeeplab")
-    old["data"] = ckpt["config"]["data"]  # the run's own (absolute) data settings
-    ckpt["config"] = old  # as searches saved it then: no sections, no method or strategy recorded
+    old = _old_search_config("autodeeplab", ckpt["config"])
+    assert "autodeeplab" not in old and old["search"]["genotype_args"]["filter_multiplier"] == 4
+    ckpt["config"] = old
     atomic_save(ckpt, run / "checkpoints" / "last.pt")
     (run / "config.yaml").write_text(yaml.safe_dump(old))
     assert main(["search", "autodeeplab", "--out", str(run), "--resume", "--quiet"]) == 0

@@ -15,10 +15,14 @@ from segnas.strategies.halves import epoch_steps, search_data, trainb_batches
 from test_fasterseg_search import fake_table, fs_cfg
 
 ADL = get_method("autodeeplab")
+# a small supernet for tests of the loop itself
+SMALL_ADL = ["search.space_args.layers=3", "search.space_args.blocks=1",
+             "search.space_args.ops=[sep_conv_3x3,skip_connect,none]"]
 
 
 def _cfg(**search):
-    return ADL.config("tiny", extra={"data": {"dataset": "synthetic"}, **({"search": search} if search else {})})
+    return ADL.config("tiny", overrides=SMALL_ADL,
+                      extra={"data": {"dataset": "synthetic"}, **({"search": search} if search else {})})
 
 
 def _same(a, b) -> bool:
