@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -360,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     except SegnasError as e:
         print(f"segnas: error: {one_line(e)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (e.g. '| head'): nothing more to say to it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as e:  # disk full, permission denied, ...: the file and the reason, no traceback
         where = f"{e.filename}: " if e.filename else ""
         print(f"segnas: error: {where}{e.strerror or e}", file=sys.stderr)
