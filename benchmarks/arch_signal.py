@@ -67,9 +67,12 @@ def main() -> int:
         torch.set_num_threads(cfg.threads)
     device = torch.device("cpu")
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:  # search_data records its splits; the run stays untouched
+    own = cfg.sections.get(method.name)
+    if own is not None and hasattr(own, "lut") and not own.lut and (run / "latency_table.json").is_file():
+        own.lut = str(run / "latency_table.json")  # the search's own table, read (checked for this machine)
+    with tempfile.TemporaryDirectory() as tmp:  # splits and anything else written go here: the run stays untouched
         data = search_data(cfg, Path(tmp))
-    problem = method.problem(cfg, data, run, device, False)  # the search's own table, checked for this machine
+        problem = method.problem(cfg, data, Path(tmp), device, False)
     problem.load_state_dict(ckpt["search"])
     params = problem.arch_parameters()
     signal = ArchSignal(params, [spec.kind for spec in problem.arch_specs()])

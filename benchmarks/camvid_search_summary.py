@@ -54,7 +54,8 @@ def one_search(path: Path) -> dict[str, Any]:
         raise SystemExit(f"{path}: has no random students to compare with; rerun it with --random N")
     settings = None
     if "search_config" in data:
-        settings = {"search": comparable(data["search_config"]), "train": comparable(data["train_config"])}
+        settings = {"search": comparable(data["search_config"], ("fasterseg",)),
+                    "train": comparable(data["train_config"], ())}
     # results from before the path rule was recorded were all decoded by the whole-path product
     return {"file": str(path), "student": student, "search_seed": data.get("search_seed"), "settings": settings,
             "path_rule": data.get("path_rule", "path-product"),
@@ -63,14 +64,16 @@ def one_search(path: Path) -> dict[str, Any]:
             "file_difference": data["searched_minus_random_median"]}
 
 
-# what may differ between searches that are pooled: the seed, and where the data and table lie
-_FREE = {("seed",), ("data", "root"), ("fasterseg", "lut"), ("device",), ("threads",)}
+# what may differ between searches that are pooled: the seed, and where the data and table lie; the
+# method and strategy are this benchmark's (FasterSeg, differentiable) whether recorded or not
+_FREE = {("seed",), ("data", "root"), ("fasterseg", "lut"), ("device",), ("threads",), ("method",), ("strategy",)}
 
 
-def comparable(config: dict[str, Any]) -> dict[str, Any]:
-    """A run config without the keys searches of the same settings may differ in, and with the
-    options added since filled in as the older runs behaved."""
-    out = as_saved(config, ("fasterseg",))  # results of searches saved before methods had sections map once
+def comparable(config: dict[str, Any], sections: tuple[str, ...]) -> dict[str, Any]:
+    """A run config without the keys searches of the same settings may differ in, read as today's
+    (``sections``: those of the run; options of results saved before methods had sections map once)
+    with the options added since filled in as the older runs behaved."""
+    out = as_saved(config, sections)
     for key in _FREE:
         node = out
         for part in key[:-1]:

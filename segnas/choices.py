@@ -36,7 +36,8 @@ class ChoiceSpec:
     ``pairwise`` the input pairs); ``groups`` name subsets of the options (e.g.
     parameter-free vs parametric operators, for grouped search); ``where`` says
     where the rows sit in the supernet; ``mask`` marks the valid options per row
-    where not all are (invalid ones get weight 0).
+    where not all are (invalid ones get weight 0; a supernet that reads it every
+    step keeps its own copy as a buffer on its device).
     """
 
     name: str

@@ -154,6 +154,7 @@ def _known(obj: Any) -> str:
 
 def _merge(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
     hints = typing.get_type_hints(type(obj))
+    fields = {f.name for f in dataclasses.fields(obj)}  # not a section's class constants (RANGES, PATHS)
     sections = obj.sections if isinstance(obj, RunConfig) else {}
     for key, value in updates.items():
         name = f"{prefix}{key}"
@@ -162,7 +163,7 @@ def _merge(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
                 raise ConfigError(f"config key '{name}' is a section; give keys under it")
             _merge(sections[key], value, name + ".")
             continue
-        if key not in hints or key == "sections":
+        if key not in fields or key == "sections":
             raise ConfigError(f"config key '{_leaf(name, value)}' is unknown{_moved(obj, key)}; "
                               f"known keys here: {_known(obj)}")
         current = getattr(obj, key)
@@ -296,12 +297,26 @@ def make_config(preset: str = "cpu", file: str | Path | None = None,
             raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a config file must be a mapping of keys to values")
+        _refuse_command_keys(data, str(path), preset, extra)
         _merge(cfg, data)
     if extra:
         _merge(cfg, extra)
     if overrides:
-        _merge(cfg, parse_overrides(overrides))
+        given = parse_overrides(overrides)
+        _refuse_command_keys(given, "--set", preset, extra)
+        _merge(cfg, given)
     return validate(cfg)
+
+
+def _refuse_command_keys(data: dict[str, Any], source: str, preset: str, extra: dict[str, Any] | None) -> None:
+    """The preset, method and strategy are chosen by the command; a config value may only repeat them
+    (a run's own config.yaml used as a template does)."""
+    chosen = {"preset": preset, "method": (extra or {}).get("method"), "strategy": (extra or {}).get("strategy")}
+    flags = {"preset": "--preset", "method": "the METHOD of 'segnas search'", "strategy": "--strategy"}
+    for key, value in chosen.items():
+        if key in data and data[key] != value:
+            raise ConfigError(f"{source}: config key '{key}' is {data[key]!r}, but it is chosen with {flags[key]} "
+                              f"({value!r} here); drop it")
 
 
 def with_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:

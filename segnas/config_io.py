@@ -84,7 +84,7 @@ MOVED_SEARCH_KEYS: dict[str, str] = {
 
 
 # options added after run configs were first saved, with the value that reproduces what runs saved before them did
-LATER_OPTIONS: dict[tuple[str, str], Any] = {("fasterseg", "sandwich_arch"): False}
+LATER_OPTIONS: dict[tuple[str, str], Any] = {("fasterseg", "sandwich_arch"): False, ("train", "patience"): None}
 
 
 def as_saved(data: dict[str, Any], sections: Iterable[str] = ()) -> dict[str, Any]:

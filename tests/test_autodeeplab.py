@@ -224,6 +224,8 @@ def test_tiny_search_writes_genotypes_and_drawings(tiny_search):
                                                                     "epoch002_genotype.json"]
     assert (out / "genotype.png").stat().st_size > 0
     g = load_genotype(out / "genotype.json")
+    # the genotype this seeded search gave before the supernet was rebuilt on segnas.choices (d86c21f)
+    assert g.archid == "3718e3895fba0c2f"
     assert g.space == "autodeeplab" and g.space_args["filter_multiplier"] == 4  # genotype_args applied
     assert g.meta["search_space_args"]["filter_multiplier"] == 2
     moves = g.meta["strongest_moves"]  # per node of layers 0..L-2: where its strongest beta leads

@@ -141,7 +141,6 @@ def test_older_run_configs_map_their_search_keys_once():
     old["search"]["tau"] = 0.25
     cfg = resumed_config({"config": old}, {"threads": 1}, "search", fs.sections("differentiable"))
     assert cfg.fasterseg.tau == 0.25 and cfg.fasterseg.ohem_min_kept == 16 and cfg.threads == 1
-    assert cfg.fasterseg.sandwich_arch is False  # added later: the old run did not sandwich
     assert not hasattr(cfg.search, "tau")
     adl = get_method("autodeeplab")
     old = _old_search_config("autodeeplab")
@@ -151,6 +150,44 @@ def test_older_run_configs_map_their_search_keys_once():
     assert "fasterseg" not in to_dict(cfg)  # the other method's old keys are dropped, not carried
     # a retrain checkpoint of those days carried the same search keys: they are dropped
     assert resumed_config({"config": old}, None).search.arch_batches == 1
+
+
+def test_options_added_later_are_filled_in_after_the_old_keys_moved(monkeypatch):
+    import segnas.config_io
+
+    # as if sandwich_arch had been added with a default other than what older runs did
+    monkeypatch.setattr(segnas.config_io, "LATER_OPTIONS", {("fasterseg", "sandwich_arch"): True})
+    fs = get_method("fasterseg")
+    old = _old_search_config("fasterseg")
+    del old["search"]["sandwich_arch"]  # saved before the option existed
+    assert resumed_config({"config": old}, None, "search", fs.sections("differentiable")).fasterseg.sandwich_arch
+    old["search"]["sandwich_arch"] = False  # recorded by the run: kept
+    assert not resumed_config({"config": old}, None, "search", fs.sections("differentiable")).fasterseg.sandwich_arch
+
+
+def test_the_command_chooses_method_strategy_and_preset_and_class_constants_are_no_keys(tmp_path):
+    fs = get_method("fasterseg")
+    for key in ("strategy=random", "method=autodeeplab", "preset=paper"):
+        with pytest.raises(ConfigError, match=f"'{key.split('=')[0]}' is .*chosen with"):
+            fs.config("tiny", overrides=[key])
+    assert fs.config("tiny", overrides=["preset=tiny"]).preset == "tiny"  # repeating the command's choice is fine
+    for key in ("fasterseg.RANGES=3", "fasterseg.PATHS=[1]"):
+        with pytest.raises(ConfigError, match="is unknown"):
+            fs.config("tiny", overrides=[key])
+
+
+def test_a_session_that_cannot_start_leaves_the_thread_count_as_it_was(tmp_path):
+    import torch
+
+    from segnas.config import make_config
+    from segnas.engine.session import RunSession
+
+    before = torch.get_num_threads()
+    cfg = make_config("tiny", overrides=["device=cuda:7", f"threads={max(1, before - 1) if before > 1 else 2}"])
+    with pytest.raises(ConfigError, match="cuda:7"):
+        with RunSession(tmp_path / "r", cfg):
+            pass
+    assert torch.get_num_threads() == before
 
 
 def test_a_run_folder_saved_before_method_sections_resumes_to_the_same_genotype(tmp_path):

@@ -191,3 +191,17 @@ def adl_records(run):
     import json
 
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_resume_at_a_phase_boundary_redoes_the_phase_start(tmp_path):
+    from segnas.strategies.differentiable import Phase, run_differentiable
+
+    phases = [Phase("warmup", 1, False), Phase("stage2", 1, True, reset_weights=True)]
+    cfg = _cfg()
+    run_differentiable(ADL, cfg, tmp_path / "full", progress=False, phases=phases)
+    # killed inside stage2's first epoch: the last checkpoint is warmup's end, before stage2 started
+    assert run_differentiable(ADL, cfg, tmp_path / "killed", stop_after=3, progress=False, phases=phases)["interrupted"]
+    again = Recorder()
+    run_differentiable(ADL, cfg, tmp_path / "killed", resume=True, progress=False, phases=phases, hooks=[again])
+    assert again.events == [("phase", "stage2"), ("epoch", 1, "stage2")]
+    assert (tmp_path / "killed" / "genotype.json").read_text() == (tmp_path / "full" / "genotype.json").read_text()

@@ -70,3 +70,25 @@ def test_summary_fills_keys_added_since_as_older_runs_behaved(tmp_path):
     on["search_config"]["search"]["sandwich_arch"] = True
     out = run(old, result(tmp_path / "on.json", "s3", [0.0], **on))
     assert out.returncode == 2 and "other settings" in out.stderr and "on.json" in out.stderr
+
+
+def new_settings(seed=0, epochs=6, lut="runs/a/latency_table.json", **fasterseg):
+    """Configs as results record them since methods have sections: the search's own and the retrains'."""
+    search = {"seed": seed, "threads": None, "method": "fasterseg", "strategy": "differentiable",
+              "data": {"root": "/x/camvid", "crop": [256, 256]}, "search": {"epochs": epochs},
+              "fasterseg": {"lut": lut, "sandwich_arch": False, **fasterseg},
+              "train": {"epochs": 20, "patience": None}}
+    train = {"seed": 0, "threads": None, "method": None, "strategy": None,
+             "data": {"root": "/x/camvid", "crop": [256, 256]}, "search": {"epochs": 6},
+             "train": {"epochs": 20, "patience": None}}
+    return {"search_config": search, "train_config": train}
+
+
+def test_summary_pools_results_saved_before_and_after_method_sections(tmp_path):
+    old = result(tmp_path / "old.json", "s1", [0.02], **settings())
+    new = result(tmp_path / "new.json", "s2", [0.0], **new_settings(seed=1, lut="/elsewhere/t.json"))
+    out = run(old, new)
+    assert out.returncode == 0, out.stderr
+    other = result(tmp_path / "other.json", "s3", [0.0], **new_settings(seed=2, sandwich_arch=True))
+    out = run(old, other)
+    assert out.returncode == 2 and "other settings" in out.stderr and "other.json" in out.stderr

@@ -93,17 +93,24 @@ class RunSession:
         self.stop = threading.Event()
         self._stack = ExitStack()
 
+    def expect(self, method: str, strategy: str, default_strategy: str | None = None) -> None:
+        """Refuse to resume a search of another method or strategy (``default_strategy``: what a run
+        saved before strategies were recorded ran)."""
+        saved = (self.ckpt.get("method"), self.ckpt["config"].get("strategy") or default_strategy)
+        if saved != (method, strategy):
+            raise ConfigError(f"{self.run}: this is a {saved[0]} search with strategy {saved[1]}, not {method} "
+                              f"with {strategy}; resume it with its own method, or start a new --out")
+
     def finished(self) -> dict[str, Any] | None:
         """The result of a run that already ended (a resume then has nothing to do), else None."""
         path = self.run / "result.json"
         return json.loads(path.read_text()) if self.ckpt is not None and path.is_file() else None
 
     def __enter__(self) -> "RunSession":
-        previous = torch.get_num_threads()
-        self._stack.callback(torch.set_num_threads, previous)
+        self.device = resolve_device(self.cfg.device)  # before anything that would need undoing
+        self._stack.callback(torch.set_num_threads, torch.get_num_threads())
         if self.cfg.threads:
             torch.set_num_threads(self.cfg.threads)
-        self.device = resolve_device(self.cfg.device)
         self.stop = self._stack.enter_context(stop_requests())
         return self
 

@@ -3,9 +3,10 @@
 Seeded and resumable: the learning rate is a pure function of the step, data
 order and augmentation are functions of (seed, epoch, index), so a trainer
 restored from its ``state_dict`` continues to the same weights an unbroken
-run reaches. The trainer knows nothing of run folders: ``retrain`` (below)
-wraps it in a :class:`~segnas.engine.session.RunSession`, and a trial of a
-multi-trial search is a trainer with a short budget that returns its metrics.
+run reaches. The trainer knows nothing of run folders: ``retrain``
+(``segnas.engine.retrain``) wraps it in a :class:`~segnas.engine.session.RunSession`,
+and a trial of a multi-trial search is a trainer with a short budget that
+returns its metrics (:func:`train_network`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from ..spaces import get_space
 from .ema import ModelEMA
 from .evaluate import evaluate
 from .loaders import eval_loader, train_loader
-
 
 
 def lr_at(step: int, total: int, steps_per_epoch: int, cfg) -> float:
@@ -105,15 +105,15 @@ class Trainer:
             {"thresh": tc.ohem_thresh, "min_kept": tc.ohem_min_kept} if tc.loss == "ohem" else {}))
         self.step, self.best_miou, self.evals_since_best = 0, -1.0, 0
         self.metrics: dict[str, Any] = {}
-        self.images_seen, self.last_loss = 0, math.nan
+        self.images_seen, self.lr = 0, tc.lr
 
     # -- one step ----------------------------------------------------------------
     def train_step(self, images: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
         """One optimisation step at the learning rate of the current step; losses as tensors (no sync)."""
         tc = self.tc
-        lr = lr_at(self.step, self.total, self.steps_per_epoch, tc)
+        self.lr = lr_at(self.step, self.total, self.steps_per_epoch, tc)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = self.lr
         images = images.to(self.device).contiguous(memory_format=self.fmt)
         masks = masks.to(self.device)
         logits, aux = self.model(images, aux=True)
@@ -161,19 +161,20 @@ class Trainer:
         bar = tqdm(total=self.total, initial=self.step, disable=not self.progress, desc=self.desc, unit="step",
                    dynamic_ncols=True, mininterval=1.0)
         self.model.train()
+        if patience is not None and self.evals_since_best >= patience:
+            return "early_stop"  # a resume after the evaluation that ended it
         try:
             while self.step < self.total:
                 epoch, start_batch = divmod(self.step, self.steps_per_epoch)
                 for images, masks in train_loader(self.train_ds, tc.batch_size, self.seed, epoch, start_batch,
                                                   self.num_workers):
-                    lr = lr_at(self.step, self.total, self.steps_per_epoch, tc)
                     logs = self.train_step(images, masks)
+                    lr = self.lr
                     bar.update(1)
                     if self.step % tc.log_every == 0 or self.step == self.total:
                         # reading the loss syncs with the device: only on logging steps
                         record = {"step": self.step, "epoch": epoch, "lr": lr,
                                   **{k: float(v) for k, v in logs.items()}}
-                        self.last_loss = record["loss"]
                         if not math.isfinite(record["loss"]):
                             raise SegnasError(f"loss became {record['loss']} at step {self.step}; lower "
                                               f"train.lr (now {tc.lr}) or check the data")
@@ -218,7 +219,7 @@ class Trainer:
 
 
 def train_network(genotype: Genotype, tc: TrainConfig, train_ds, val_ds, device: torch.device, seed: int,
-                  steps: int | None = None, num_workers: int = 0, patience: int | None = None,
+                  steps: int | None = None, num_workers: int = 0,
                   should_stop: Callable[[], bool] | None = None) -> tuple[dict[str, Any], Trainer]:
     """Build ``genotype`` and train it for ``steps`` (a trial of a multi-trial search), without a run
     folder: (its metrics, the trainer holding the network). ``stopped`` is True where ``should_stop``
@@ -227,7 +228,7 @@ def train_network(genotype: Genotype, tc: TrainConfig, train_ds, val_ds, device:
     model = get_space(genotype.space).build(genotype, train_ds.num_classes, aux=True)
     trainer = Trainer(model, tc, train_ds, val_ds, device, seed, num_workers, total_steps=steps)
     t0 = time.perf_counter()
-    why = trainer.fit(should_stop=should_stop, patience=patience)
+    why = trainer.fit(should_stop=should_stop)
     return {"archid": genotype.archid, "best_miou": trainer.best_miou, "steps": trainer.step,
             "final": {k: v for k, v in trainer.metrics.items() if k != "confusion"},
             "wall_s": time.perf_counter() - t0, "stopped": why == "stopped"}, trainer

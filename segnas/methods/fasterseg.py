@@ -50,12 +50,14 @@ def search_table_file(cfg: RunConfig, run: Path) -> Path:
     return Path(cfg.fasterseg.lut) if cfg.fasterseg.lut else run / "latency_table.json"
 
 
-def table_keys(cfg: RunConfig, num_classes: int, hw) -> tuple[dict[str, Any], int | None, list]:
-    """(space arguments, teacher ratio, the table entries a search of ``cfg`` needs at ``hw``)."""
+def table_keys(cfg: RunConfig, num_classes: int, hw) -> tuple[list, dict[str, Any]]:
+    """(the table entries a search of ``cfg`` needs at ``hw``, the meta a new table for them records)."""
     fc = cfg.fasterseg
     args = FasterSegSpace().resolve_args(cfg.search.space_args)
     teacher = int(fc.teacher_chi or max(args["chis"])) if fc.cosearch else None
-    return args, teacher, space_keys(args, hw, num_classes, teacher)
+    meta = {"space": "fasterseg", "space_args": args, "input": list(hw), "num_classes": num_classes,
+            "teacher_chi": teacher}
+    return space_keys(args, hw, num_classes, teacher), meta
 
 
 def fasterseg_table(cfg: RunConfig, num_classes: int, run: Path | None, device: torch.device,
@@ -63,7 +65,7 @@ def fasterseg_table(cfg: RunConfig, num_classes: int, run: Path | None, device: 
     """The search's latency table: the user's (checked for this machine and complete), or one
     measured now into the run folder (and reused on resume)."""
     fc = cfg.fasterseg
-    args, teacher, keys = table_keys(cfg, num_classes, fc.deploy_size)
+    keys, meta = table_keys(cfg, num_classes, fc.deploy_size)
     env = latency_environment(device, cfg.threads)
     if fc.lut:
         table = LatencyTable.load(fc.lut, env)
@@ -78,12 +80,11 @@ def fasterseg_table(cfg: RunConfig, num_classes: int, run: Path | None, device: 
     if path is not None and path.is_file():
         table = LatencyTable.load(path, env)
     else:
-        table = LatencyTable(env, meta={"space": "fasterseg", "space_args": args, "input": list(fc.deploy_size),
-                                        "num_classes": num_classes, "teacher_chi": teacher})
+        table = LatencyTable(env, meta=meta)
     built = table.build(keys, probe, device, warmup=1, repeats=fc.lut_repeats, progress=progress)
     if built or table.calibration is None:
-        calibrate_table(table, args, fc.deploy_size, num_classes, device, repeats=max(3, fc.lut_repeats),
-                        seed=cfg.seed)
+        calibrate_table(table, meta["space_args"], fc.deploy_size, num_classes, device,
+                        repeats=max(3, fc.lut_repeats), seed=cfg.seed)
         if path is not None:
             table.save(path)
     return table
@@ -92,13 +93,11 @@ def fasterseg_table(cfg: RunConfig, num_classes: int, run: Path | None, device: 
 def build_table(cfg: RunConfig, num_classes: int, hw, out: Path, extend: bool, repeats: int,
                 device: torch.device, progress: bool) -> tuple[LatencyTable, int, dict[str, Any]]:
     """``segnas latency build --space fasterseg``: (table, entries measured now, calibration)."""
-    args, teacher, keys = table_keys(cfg, num_classes, hw)
+    keys, meta = table_keys(cfg, num_classes, hw)
     env = latency_environment(device, cfg.threads)
-    table = LatencyTable.load(out, env) if out.is_file() and extend else LatencyTable(
-        env, meta={"space": "fasterseg", "space_args": args, "input": list(hw), "num_classes": num_classes,
-                   "teacher_chi": teacher})
+    table = LatencyTable.load(out, env) if out.is_file() and extend else LatencyTable(env, meta=meta)
     measured = table.build(keys, probe, device, repeats=repeats, progress=progress)
-    cal = calibrate_table(table, args, hw, num_classes, device, repeats=repeats, seed=cfg.seed)
+    cal = calibrate_table(table, meta["space_args"], hw, num_classes, device, repeats=repeats, seed=cfg.seed)
     return table, measured, cal
 
 

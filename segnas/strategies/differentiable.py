@@ -51,7 +51,10 @@ STRATEGY = "differentiable"
 
 
 class BilevelProblem(Protocol):
-    """What a space hands the strategy: parameters, their declared choices, losses (they call backward), decoding."""
+    """What a space hands the strategy: parameters, their declared choices, losses (they call backward), decoding.
+
+    A problem used with a phase that resets the weights also has ``reset_weights()``.
+    """
 
     def weight_parameters(self) -> list[nn.Parameter]: ...
     def arch_parameters(self) -> list[nn.Parameter]: ...
@@ -121,25 +124,26 @@ def _call(hooks: list, event: str, *args: Any) -> list[Any]:
 def run_differentiable(method, cfg: RunConfig, out: str | Path, resume: bool = False,
                        stop_after: int | None = None, progress: bool = True,
                        resume_overrides: dict[str, Any] | None = None, phases: list[Phase] | None = None,
-                       hooks: list | None = None) -> dict[str, Any]:
+                       hooks: list | None = None, strategy: str = STRATEGY) -> dict[str, Any]:
     """Run (or resume) a differentiable search of ``method``, writing genotypes per epoch and the final ones.
 
     ``method`` (a registry record) supplies the supernet problem, its hooks, the
     architecture written as ``genotype.json`` and whether results are drawn; a
-    strategy built on this loop adds its own ``phases`` and ``hooks``.
+    strategy built on this loop passes its own name, ``phases`` and ``hooks``.
+    Hooks keep no state of their own: they set what they change from (epoch,
+    phase), and anything that must survive a resume lives in the problem's
+    ``state_dict`` (``on_phase_start`` runs once per phase, not again when a run
+    resumes inside it; ``on_epoch_start`` runs whenever an epoch is entered).
     ``stop_after`` ends the run after that many steps without saving, like a kill (tests).
     """
     if not resume:
         method.check(cfg)
-    strategy = cfg.strategy or STRATEGY
     session = RunSession(out, cfg, resume, resume_overrides, required=("search",),
                          sections=method.sections(strategy), what="search")
     run, ckpt, cfg = session.run, session.ckpt, session.cfg
     if ckpt is not None:
-        if ckpt["method"] != method.name or ckpt["config"].get("strategy") not in (None, STRATEGY):
-            raise ConfigError(f"{run}: this is a {ckpt['method']} {ckpt['config'].get('strategy')} search, "
-                              f"not {method.name} {STRATEGY}")
-        cfg.method, cfg.strategy = method.name, strategy  # runs saved before these were recorded
+        session.expect(method.name, strategy, default_strategy=STRATEGY)
+    cfg.method, cfg.strategy = method.name, strategy  # also for runs saved before these were recorded
     sc = cfg.search
     phases = phases if phases is not None else default_phases(cfg)
     hooks = method.hooks(cfg) + list(hooks or [])

@@ -62,6 +62,11 @@ def draw(method, cfg: RunConfig, trial: int, seen: set[str]) -> Genotype:
                       "architectures earlier trials had; the space is nearly exhausted: lower random.trials")
 
 
+def best_trial(trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """The trial of highest mIoU; of equal ones, the earliest."""
+    return max(trials, key=lambda t: (t["miou"], -t["trial"]))
+
+
 def run_random(method, cfg: RunConfig, out: str | Path, resume: bool = False, stop_after: int | None = None,
                progress: bool = True, resume_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run (or resume) a random search of ``method``'s space; ``stop_after`` trials end it like a kill (tests)."""
@@ -73,9 +78,8 @@ def run_random(method, cfg: RunConfig, out: str | Path, resume: bool = False, st
     session = RunSession(out, cfg, resume, resume_overrides, required=("search",),
                          sections=method.sections(STRATEGY), what="search")
     run, ckpt, cfg = session.run, session.ckpt, session.cfg
-    if ckpt is not None and (ckpt["method"], ckpt["config"].get("strategy")) != (method.name, STRATEGY):
-        raise ConfigError(f"{run}: this is a {ckpt['method']} {ckpt['config'].get('strategy')} search, "
-                          f"not {method.name} {STRATEGY}")
+    if ckpt is not None:
+        session.expect(method.name, STRATEGY)
     rc = cfg.random
     done = session.finished()
     if done is not None and len(ckpt["search"]["trials"]) >= rc.trials:
@@ -108,7 +112,7 @@ def run_random(method, cfg: RunConfig, out: str | Path, resume: bool = False, st
             record = {"trial": i + 1, "archid": g.archid, "miou": r["final"]["miou"], "steps": r["steps"],
                       "wall_s": r["wall_s"]}
             trials.append(record)
-            best = max(trials, key=lambda t: (t["miou"], -t["trial"]))
+            best = best_trial(trials)
             session.log.write({"step": i + 1, **record, "best_trial": best["trial"]})
             session.writer.add_scalar("search/trial_miou", record["miou"], i + 1)
             if progress:
@@ -118,7 +122,7 @@ def run_random(method, cfg: RunConfig, out: str | Path, resume: bool = False, st
                           "step": i + 1, "num_classes": data.num_classes})
             if stop_after is not None and i + 1 >= stop_after:
                 return {"interrupted": True, "step": i + 1}
-        best = max(trials, key=lambda t: (t["miou"], -t["trial"]))  # ties: the earlier trial
+        best = best_trial(trials)
         g = load_genotype(run / "genotypes" / f"trial{best['trial']:03d}.json")
         names = [primary] + (["genotype"] if primary != "genotype" else [])
         for name in names:

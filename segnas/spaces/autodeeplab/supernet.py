@@ -156,10 +156,11 @@ class AutoDeepLabSupernet(nn.Module):
 
     # -- architecture weights ---------------------------------------------------------
     def alpha_weights(self) -> torch.Tensor:
-        return choice_weights(self.arch["alpha"], "softmax")
+        return self.arch.weights("alpha")
 
     def beta_weights(self) -> torch.Tensor:
-        """Outgoing transition probabilities; invalid moves are exactly 0."""
+        """Outgoing transition probabilities; invalid moves are exactly 0 (the mask as a buffer on the
+        supernet's device, not copied there every step)."""
         return choice_weights(self.arch["beta"], "softmax", self.valid)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -94,8 +94,10 @@ class FasterSegSearch:
         """The resolved space arguments; a ConfigError naming the key for anything this search cannot use."""
         space = FasterSegSpace()
         args = space.resolve_args(cfg.search.space_args)
-        space.check_structure({"branches": [{"cells": [{"op": args["ops"][-1], "scale": 8,
-                                                       "chi": args["chis"][0]}]}]}, args, "search.space_args")
+        space.check_args(args, "search.space_args")
+        if args["head_chi"] not in args["chis"]:  # the last cell of every derived branch runs at head_chi
+            raise ConfigError(f"search.space_args.head_chi is {args['head_chi']}; the derived networks' last cells "
+                              f"run at it, so it must be one of chis {args['chis']}")
         if cfg.search.select_images < 1:
             raise ConfigError("search.select_images: FasterSeg scores its branch candidates on trainB images; "
                               "set it to 1 or more")

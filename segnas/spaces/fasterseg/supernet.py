@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...choices import ArchParameters, InputChoice, MixedOp, choice_weights, gumbel_hard, uniform_weights
+from ...choices import ArchParameters, InputChoice, MixedOp, gumbel_hard, uniform_weights
 from ...errors import ConfigError
 from ...ops import make_op
 from .lut import width_options
@@ -139,12 +139,12 @@ class FasterSegSupernet(nn.Module):
         return l - max(j, 1)
 
     def alphas(self, name: str, uniform: bool = False) -> list[torch.Tensor]:
-        a = [self.arch[f"{name}_alpha{j}"] for j in range(3)]
-        return [uniform_weights(t) if uniform else choice_weights(t, "softmax") for t in a]
+        keys = [f"{name}_alpha{j}" for j in range(3)]
+        return [uniform_weights(self.arch[k]) if uniform else self.arch.weights(k) for k in keys]
 
     def betas(self, name: str, uniform: bool = False) -> list[torch.Tensor | None]:
-        b = [self.arch[f"{name}_beta{j}"] for j in (1, 2)]
-        return [None] + [uniform_weights(t) if uniform else choice_weights(t, "softmax") for t in b]
+        keys = [f"{name}_beta{j}" for j in (1, 2)]
+        return [None] + [uniform_weights(self.arch[k]) if uniform else self.arch.weights(k) for k in keys]
 
     def nodes(self) -> list[tuple[int, int]]:
         """Nodes whose width is chosen: every cell input but the stem's output."""
