@@ -349,3 +349,23 @@ def test_adaptive_lambda_moves_toward_the_target():
     assert search.latency_lambda == pytest.approx(0.02)
     with pytest.raises(Exception, match="target_latency_ms"):
         get_method("fasterseg").config("tiny", overrides=["fasterseg.adaptive_lambda=true"])
+
+
+def test_seeded_search_steps_decode_the_genotypes_they_did_before_the_rebuild_on_segnas_choices():
+    from segnas.strategies.differentiable import search_step
+
+    torch.manual_seed(0)
+    search = FasterSegSearch(fs_cfg(ohem_min_kept=16, sandwich_random=2), 3, 255, fake_table(), seed=0)
+    opt_w = torch.optim.SGD(search.weight_parameters(), lr=0.01, momentum=0.9)
+    opt_a = torch.optim.Adam(search.arch_parameters(), lr=0.05, betas=(0.5, 0.999))
+    g = torch.Generator().manual_seed(1)
+    for step in range(4):  # one pretraining step, then three with architecture steps
+        batch = (torch.randn(2, 3, 64, 96, generator=g), torch.randint(0, 3, (2, 64, 96), generator=g))
+        search_step(search, opt_w, opt_a, batch, [batch] if step else [], torch.device("cpu"), 5.0)
+    out = search.derive(None)
+    # what the same steps gave with the supernet's own mixed operator and Gumbel sampling (d86c21f)
+    assert {k: g.archid for k, g in out["genotypes"].items()} == {"teacher": "6cac6bcca2ccf780",
+                                                                 "student": "679fa8549ed9d92f"}
+    with torch.no_grad():
+        assert float(sum(p.double().sum() for p in search.arch_parameters())) == pytest.approx(0.509895954746753,
+                                                                                              rel=1e-9)
