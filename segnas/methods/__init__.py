@@ -44,6 +44,7 @@ class Method:
     draw: Callable[[Genotype, Path], Path] | None = None  # a genotype of this space as a PNG
     draw_results: bool = False  # draw each final genotype into the run folder
     report: Callable[[dict[str, Any], Path], list[str]] | None = None  # lines printed after a search
+    epoch_line: Callable[[dict[str, Any]], str] = lambda record: ""  # a decoded architecture, per search epoch
     latency_table: Callable[..., Any] | None = None  # ``segnas latency build`` for this space
     section_strategies: tuple[str, ...] | None = None  # strategies that read the section (None: all)
 

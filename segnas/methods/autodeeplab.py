@@ -56,6 +56,12 @@ def sample_args(cfg: RunConfig) -> dict[str, Any]:
     return AutoDeepLabSearch.check_config(cfg)[1]
 
 
+def epoch_line(record: dict[str, Any]) -> str:
+    """One decoded architecture in the progress line of a search epoch."""
+    line = f"path {' '.join(str(SCALES[j]) for j in record['path'])}"
+    return line if record.get("miou") is None else f"{line} | supernet mIoU(trainB) {100 * record['miou']:.1f}"
+
+
 def report(result: dict[str, Any], out: Path) -> list[str]:
     lines = []
     for name, r in ((result.get("final") or {}).get("architectures") or {}).items():
@@ -70,5 +76,5 @@ METHOD = Method(
     name="autodeeplab", title="Auto-DeepLab (Liu et al., CVPR 2019)", space="autodeeplab",
     strategies=("differentiable", "random"), presets=PRESETS, section=AutoDeepLabConfig,
     outputs=("genotype",), primary="genotype", problem=make_problem, check=AutoDeepLabSearch.check_config,
-    sample_args=sample_args, draw=draw_autodeeplab, draw_results=True, report=report,
+    sample_args=sample_args, draw=draw_autodeeplab, draw_results=True, report=report, epoch_line=epoch_line,
 )

@@ -117,6 +117,12 @@ class AdaptiveLambda:
         return f"lambda {problem.latency_lambda:.3g}"
 
 
+def epoch_line(record: dict[str, Any]) -> str:
+    """One decoded architecture in the progress line of a search epoch."""
+    return (f"branches 1/{record['branches'].replace('+', ',1/')} est. {record['latency_ms']:.2f} ms "
+            f"mIoU(trainB) {100 * record['miou']:.1f}")
+
+
 def report(result: dict[str, Any], out: Path) -> list[str]:
     final = result.get("final") or {}
     lines = []
@@ -142,6 +148,6 @@ METHOD = Method(
     strategies=("differentiable", "random"), presets=PRESETS, section=FasterSegConfig,
     outputs=("teacher", "student"), primary="student", problem=make_problem,
     hooks=lambda cfg: [AdaptiveLambda()], check=FasterSegSearch.check_config,
-    draw=draw_fasterseg, report=report, latency_table=build_table,
+    draw=draw_fasterseg, report=report, epoch_line=epoch_line, latency_table=build_table,
     section_strategies=("differentiable",),  # a random search draws students: no table, no co-search
 )

@@ -10,7 +10,8 @@ weights only for ``search.pretrain_epochs``, then ``search``: both, for
 start, each epoch start (schedules such as temperature annealing) and each
 epoch end (method extras such as FasterSeg's adaptive latency weight). The
 space supplies a problem object with the losses and the decoding (``derive``
-returns the genotypes, a record and a progress line per architecture); this
+returns the genotypes and a record per architecture, which the method's
+``epoch_line`` prints); this
 module owns the loop, the learning-rate schedule (exponential per epoch or
 cosine per step), the checkpoints and resuming.
 
@@ -257,7 +258,7 @@ def run_differentiable(method, cfg: RunConfig, out: str | Path, resume: bool = F
                 if record.get("arch_signal", {}).get("median_snr") is not None:
                     writer.add_scalar("search/arch_signal_snr", record["arch_signal"]["median_snr"], step)
                 if progress:
-                    tqdm.write(_epoch_line(record, decoded["lines"], n_epochs, extras))
+                    tqdm.write(_epoch_line(record, method.epoch_line, n_epochs, extras))
                 epochs_done += 1
                 checkpoint()
                 saved_step = step
@@ -280,10 +281,10 @@ def search_lr(sc, epoch: int, step: int, total: int) -> float:
     return sc.lr * sc.lr_decay ** epoch
 
 
-def _epoch_line(record: dict[str, Any], lines: dict[str, str], n_epochs: int, extras: list[str]) -> str:
+def _epoch_line(record: dict[str, Any], describe, n_epochs: int, extras: list[str]) -> str:
     parts = [f"epoch {record['epoch'] + 1}/{n_epochs} [{record['phase']}]"]
     for name, r in record["architectures"].items():
-        parts.append(f"{name} {r['archid'][:8]}: {lines.get(name, '')}")
+        parts.append(f"{name} {r['archid'][:8]}: {describe(r)}")
     parts += extras
     if record.get("arch_signal", {}).get("rows"):
         parts.append(signal_line(record["arch_signal"]))

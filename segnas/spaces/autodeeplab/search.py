@@ -26,7 +26,6 @@ from ...metrics import ConfusionMatrix
 from ...ops import reset_parameters
 from . import AutoDeepLabSpace
 from .derive import decode_cell, viterbi
-from .network import SCALES
 from .supernet import AutoDeepLabSupernet
 
 
@@ -138,7 +137,4 @@ class AutoDeepLabSearch:
                                            "search_miou": miou, "search_space_args": self.args,
                                            "strongest_moves": moves})
         record = {"archid": g.archid, "path": path, "path_log_prob": logp, "miou": miou}
-        line = f"path {' '.join(str(SCALES[j]) for j in path)}"
-        if miou is not None:
-            line += f" | supernet mIoU(trainB) {100 * miou:.1f}"
-        return {"genotypes": {"genotype": g}, "records": {"genotype": record}, "lines": {"genotype": line}}
+        return {"genotypes": {"genotype": g}, "records": {"genotype": record}}

@@ -267,7 +267,7 @@ class FasterSegSearch:
         deployment size. The teacher is chosen by ACC alone.
         """
         cfg, nb = self.cfg, int(self.args["branches"])
-        out: dict[str, Any] = {"genotypes": {}, "records": {}, "lines": {}}
+        out: dict[str, Any] = {"genotypes": {}, "records": {}}
         for name in self.net.specs:
             branches = self.branches(name)
             acc = self.head_accuracy(name, loader) if loader is not None else {}
@@ -290,8 +290,6 @@ class FasterSegSearch:
                 "archid": g.archid, "branches": best["branches"], "latency_ms": best["latency_ms"],
                 "miou": best["miou"],
                 "candidates": [{k: v for k, v in r.items() if k not in ("genotype", "subset")} for r in rows]}
-            out["lines"][name] = (f"branches 1/{best['branches'].replace('+', ',1/')} est. {best['latency_ms']:.2f} ms "
-                                  f"mIoU(trainB) {100 * best['miou']:.1f}")
         return out
 
     def adapt_lambda(self, student_latency: float) -> None:
