@@ -108,10 +108,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     from .methods import get_method
 
     method = get_method(args.method)
+    strategy = method.strategy(args.strategy)
     if (args.lut or args.deploy_size) and (method.latency_table is None or method.name not in
-                                           method.sections(method.strategy(args.strategy))):
+                                           method.sections(strategy)):
         raise SegnasError(f"--lut and --deploy-size belong to latency-aware searches; {args.method} with "
-                          f"strategy {method.strategy(args.strategy)} has no latency objective")
+                          f"strategy {strategy} has no latency objective")
     out = Path(args.out)
     resume_overrides = None
     if args.resume:

@@ -89,8 +89,6 @@ def retrain(genotype: Genotype, cfg: RunConfig, out: str | Path, resume: bool = 
                        "val_mean_acc": m["mean_acc"], "val_iou": m["iou"]})
             writer.add_scalar("val/miou", m["miou"], trainer.step)
             writer.add_scalar("val/pixel_acc", m["pixel_acc"], trainer.step)
-            if best:
-                trainer.best_miou = m["miou"]  # the checkpoint records the best including this one
             checkpoint(best)
             saved["step"] = trainer.step
 

@@ -185,10 +185,11 @@ class Trainer:
                     if self.step % self.eval_every == 0 or self.step == self.total:
                         self.metrics = self.evaluate(val_loader)
                         miou = self.metrics["miou"]
+                        best = miou >= self.best_miou
                         self.evals_since_best = 0 if miou > self.best_miou else self.evals_since_best + 1
+                        self.best_miou = max(self.best_miou, miou)  # a checkpoint in on_eval records this one
                         if on_eval is not None:
-                            on_eval(self.metrics, miou >= self.best_miou)
-                        self.best_miou = max(self.best_miou, self.metrics["miou"])
+                            on_eval(self.metrics, best)
                         if patience is not None and self.evals_since_best >= patience:
                             return "early_stop"
                     if stop_after is not None and self.step >= stop_after:
