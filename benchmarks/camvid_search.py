@@ -46,7 +46,6 @@ from segnas.engine import retrain  # noqa: E402
 from segnas.genotype import load as load_genotype  # noqa: E402
 from segnas.objectives import LatencyTable, interleaved_fastest  # noqa: E402
 from segnas.spaces import get_space  # noqa: E402
-from segnas.spaces.fasterseg.derive import PATH_RULE  # noqa: E402
 from segnas.spaces.fasterseg.lut import estimate_latency  # noqa: E402
 from segnas.methods import get_method  # noqa: E402
 from segnas.methods.fasterseg import search_table_file  # noqa: E402
@@ -139,7 +138,8 @@ def main() -> int:
         "benchmark": "camvid_search", "method": "fasterseg", "preset": "cpu", "quick": args.quick,
         "resumed": args.resume, "search_set": args.search_set, "train_set": args.train_set,
         # what ran, as resolved (a resumed search runs with its own saved config, whatever the command line says)
-        "search_seed": search["config"]["seed"], "search_config": search["config"], "path_rule": PATH_RULE,
+        "search_seed": search["config"]["seed"], "search_config": search["config"],
+        "path_rule": search["config"]["fasterseg"].get("path_rule", "paper"),
         "train_config": to_dict(make_config("cpu", overrides=train_overrides, extra=data)),
         "pretrained": False, "deploy_size": list(hw), "search_s": search_s, "search_loop_s": search.get("wall_s"),
         "search_final": search["final"], "retrain_seeds": args.retrain_seeds,

@@ -56,9 +56,11 @@ def one_search(path: Path) -> dict[str, Any]:
     if "search_config" in data:
         settings = {"search": comparable(data["search_config"], ("fasterseg",)),
                     "train": comparable(data["train_config"], ())}
-    # results from before the path rule was recorded were all decoded by the whole-path product
+    # results from before the path rule was recorded were all decoded by the whole-path product;
+    # "joint-down" is the former name of the paper's rule
+    rule = data.get("path_rule", "path-product")
     return {"file": str(path), "student": student, "search_seed": data.get("search_seed"), "settings": settings,
-            "path_rule": data.get("path_rule", "path-product"),
+            "path_rule": "paper" if rule == "joint-down" else rule,
             "differences": {str(seed): d for seed, d in diffs},
             "mean_difference": statistics.mean(d for _, d in diffs),
             "file_difference": data["searched_minus_random_median"]}

@@ -166,13 +166,15 @@ def cmd_latency(args: argparse.Namespace) -> int:
     if cfg.threads:
         import torch
         torch.set_num_threads(cfg.threads)
-    table, measured, cal = method.latency_table(cfg, num_classes, args.input, out, args.extend, args.repeats,
-                                                device, not args.quiet)
+    table, measured, cal, lines = method.latency_table(cfg, num_classes, args.input, out, args.extend,
+                                                       args.repeats, device, not args.quiet)
     table.save(out)
     env = table.environment
     print(f"{out}: {len(table)} entries ({measured} measured now) for {args.space} at "
           f"{args.input[0]}x{args.input[1]}, {num_classes} classes, on {env['device']} with {env['threads']} threads; "
           f"calibrated on {cal['networks']} whole networks (x{cal['factor']:.2f})")
+    for line in lines:
+        print(line)
     return 0
 
 

@@ -27,13 +27,13 @@ def test_zoo_list_and_show(capsys):
     code, out, _ = run_cli(capsys, "zoo", "list")
     assert code == 0 and "fasterseg" in out
     code, out, _ = run_cli(capsys, "zoo", "show", "fasterseg")
-    assert code == 0 and "zoomed_conv_2x" in out and "1266a6f3e68949d3" in out
+    assert code == 0 and "zoomed_conv_2x" in out and "f0dae1394a391a1c" in out
 
 
 def test_profile_json(capsys):
     code, out, _ = run_cli(capsys, "profile", "fasterseg", "--input", "64x96", "--repeats", "2", "--json")
     result = json.loads(out)
-    assert code == 0 and result["params"] == 3_454_643 and result["latency_ms"] > 0
+    assert code == 0 and result["params"] == 3_421_875 and result["latency_ms"] > 0
 
 
 def test_show_draws_a_png(capsys, tmp_path):

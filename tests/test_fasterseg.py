@@ -3,6 +3,7 @@ import torch
 
 import segnas
 from segnas.profile import count_flops, count_params
+from segnas.spaces import get_space
 
 PAPER_PARAMS = 4.4e6  # counts the training-only auxiliary heads
 PAPER_MULTIPLY_ADDS = 28.2e9  # the paper's "FLOPs" at 1024x2048 are multiply-adds
@@ -18,7 +19,25 @@ def test_published_student_parameter_count(net):
     inference = count_params(net)
     assert abs(with_aux - PAPER_PARAMS) / PAPER_PARAMS < 0.03
     assert 3.3e6 < inference < 3.5e6  # faithful build without the auxiliary heads
-    assert with_aux == 4_385_689 and inference == 3_454_643  # exact, to catch silent drift
+    assert with_aux == 4_352_921 and inference == 3_421_875  # exact, to catch silent drift
+
+
+def test_fusion_block_is_the_papers_plain_one_by_default_and_attention_an_option():
+    zoo = segnas.zoo.get("fasterseg")
+    assert zoo.space_args["fusion"] == "plain"
+    plain = segnas.build(zoo, num_classes=19)
+    args = dict(zoo.space_args, fusion="attention")
+    space = get_space("fasterseg")
+    att = segnas.build(space.make_genotype(zoo.structure, args), num_classes=19)
+    fused = 2 * 8 * 8  # two branches refined to 1/8 at 8 * head_chi channels each
+    assert count_params(att) - count_params(plain) == 2 * fused * fused  # the two 1x1 attention convs
+    assert not hasattr(plain.fusion.ffm, "att1") and att.fusion.ffm.att1.weight.shape == (fused, fused, 1, 1)
+    # a genotype file from before the field existed was built with attention: its checkpoints still load
+    legacy = dict(zoo.to_dict())
+    legacy["space_args"] = {k: v for k, v in zoo.space_args.items() if k != "fusion"}
+    legacy.pop("archid")
+    old = segnas.build(segnas.Genotype.from_dict(legacy), num_classes=19)
+    old.load_state_dict(att.state_dict())
 
 
 def test_published_student_multiply_adds_at_cityscapes_resolution(net):

@@ -1,6 +1,7 @@
 """FasterSeg search: supernet gradients, relaxed latency, derivation, branch choice, search runs."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -363,9 +364,133 @@ def test_seeded_search_steps_decode_the_genotypes_they_did_before_the_rebuild_on
         batch = (torch.randn(2, 3, 64, 96, generator=g), torch.randint(0, 3, (2, 64, 96), generator=g))
         search_step(search, opt_w, opt_a, batch, [batch] if step else [], torch.device("cpu"), 5.0)
     out = search.derive(None)
-    # what the same steps gave with the supernet's own mixed operator and Gumbel sampling (d86c21f)
+    # what the same steps gave with the supernet's own mixed operator and Gumbel sampling (d86c21f),
+    # whose genotypes predate space_args.fusion (the fusion block is no part of the search)
+    assert all(g.space_args.pop("fusion") == "plain" for g in out["genotypes"].values())
     assert {k: g.archid for k, g in out["genotypes"].items()} == {"teacher": "6cac6bcca2ccf780",
                                                                  "student": "679fa8549ed9d92f"}
     with torch.no_grad():
         assert float(sum(p.double().sum() for p in search.arch_parameters())) == pytest.approx(0.509895954746753,
                                                                                               rel=1e-9)
+
+
+# -- the authors' decoding of their released search ----------------------------------------------
+AUTHORS_FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "fasterseg_authors_search_output.json"
+# the fixture's alpha columns follow the authors' operator list, not segnas' OPS
+AUTHORS_OPS = ["skip", "conv", "zoomed_conv", "conv_2x", "zoomed_conv_2x"]
+
+
+def _softmax(x):
+    x = np.asarray(x, dtype=np.float64)
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def _authors_arrays(arch: int):
+    if not AUTHORS_FIXTURE.is_file():
+        pytest.skip(f"{AUTHORS_FIXTURE} is absent (the shared fixtures sit beside the repository)")
+    data = json.loads(AUTHORS_FIXTURE.read_text())[f"arch_{arch}"]
+    order = [AUTHORS_OPS.index(op) for op in OPS]
+    alphas = [_softmax(data[f"alpha_{arch}_{j}"])[:, order] for j in range(3)]
+    betas = [None] + [_softmax(data[f"beta_{arch}_{j}"]) for j in (1, 2)]
+    gammas = [_softmax(data[f"ratio_{arch}_{j}"]) for j in range(3)]
+    return alphas, betas, gammas
+
+
+def test_authors_rule_decodes_their_released_search_to_the_published_student():
+    zoo = get_space("fasterseg").resolve_args(None)
+    published = __import__("segnas").zoo.get("fasterseg")
+    alphas, betas, gammas = _authors_arrays(1)
+    branches = [decode_branch(alphas, betas, gammas, zoo, final, zoo["chis"], zoo["head_chi"], path_rule="authors")
+                for final in (2, 1)]
+    assert branches == [b["cells"] for b in published.structure["branches"]]
+    g = get_space("fasterseg").make_genotype({"branches": [{"cells": c} for c in branches]}, zoo)
+    assert g.archid == published.archid
+    # the paper's joint argmax reads the same betas differently: the rules are different decodings
+    paper = decode_branch(alphas, betas, gammas, zoo, 2, zoo["chis"], zoo["head_chi"], path_rule="paper")
+    assert [c["scale"] for c in paper] != [c["scale"] for c in branches[0]]
+
+
+def test_authors_teacher_keeps_every_cell_with_ignore_skip():
+    args = get_space("fasterseg").resolve_args(None)
+    alphas, betas, _ = _authors_arrays(0)
+    kept = decode_branch(alphas, betas, None, args, 2, [12], 12, path_rule="authors", ignore_skip=True)
+    shrunk = decode_branch(alphas, betas, None, args, 2, [12], 12, path_rule="authors")
+    assert len(kept) == 16 and "skip" not in {c["op"] for c in kept}
+    # b16[i][0] peaks at i = 4 (0.524) and b32[j][0] over j <= 11 at j = 11 (0.511): downs after cells 5 and 13
+    assert [c["scale"] for c in kept] == [8] * 6 + [16] * 8 + [32] * 2
+    assert len(shrunk) < 16  # the teacher's alphas favour skip at 1/8: the paper's rule removes those cells
+    # a cell whose best operator is not skip is the same either way
+    for i, c in enumerate(kept):
+        p = alphas[[8, 16, 32].index(c["scale"])][i - [8, 16, 32].index(c["scale"])]
+        if int(np.argmax(p)) != 0:
+            assert c["op"] == OPS[int(np.argmax(p))]
+
+
+def test_authors_path_rule_on_hand_set_betas():
+    from segnas.spaces.fasterseg.derive import authors_path
+    L = 8
+    b16, b32 = np.full((L - 2, 2), 0.5), np.full((L - 3, 2), 0.5)
+    b16[3] = [0.9, 0.1]
+    assert authors_path([None, b16, b32], 1, L) == [0, 0, 0, 0, 1, 1, 1, 1]  # downs[3]: cell 4 is the first at 1/16
+    b16[4] = [0.95, 0.05]  # the last row is outside the 1/16 rule's range: ignored
+    b16[5] = [0.99, 0.01]
+    assert authors_path([None, b16, b32], 1, L) == [0, 0, 0, 0, 0, 1, 1, 1]
+    # 1/32: j in 0..L-5 = 0..3 and i in 1..j-2, so (1, 3) is the only pair; downs[2] and downs[5]
+    assert authors_path([None, b16, b32], 2, L) == [0, 0, 0, 1, 1, 1, 2, 2]
+    assert authors_path([None, b16, b32], 0, L) == [0] * L
+    with pytest.raises(ValueError, match="5 or more layers"):
+        authors_path([None, b16[:2], b32[:1]], 2, 4)
+
+
+def test_path_rule_and_teacher_skip_reach_the_search_decoding():
+    torch.manual_seed(0)
+    args = dict(ARGS, layers=6)
+    cfg = fs_cfg(args, path_rule="authors", teacher_ignore_skip=True)
+    search = FasterSegSearch(cfg, 3, 255, fake_table(args), seed=0)
+    with torch.no_grad():
+        for name in ("teacher", "student"):
+            search.net.arch[f"{name}_alpha0"][:, 0] = 5.0  # skip strongest everywhere at 1/8
+    branches = search.branches("teacher")
+    assert all(len(cells) == 6 for cells in branches.values())  # no cell removed
+    assert len(search.branches("student")[0]) == 2  # the student's 1/8 branch shrinks to round(6 / 3) cells
+    alphas, betas, _ = search.arch_arrays("student")
+    from segnas.spaces.fasterseg.derive import authors_path
+    assert [[8, 16, 32].index(c["scale"]) for c in branches[2]] == authors_path(betas, 2, 6)
+    with pytest.raises(Exception, match="path_rule"):
+        fs_cfg(args, path_rule="nearest")
+    with pytest.raises(Exception, match="5 or more layers"):
+        FasterSegSearch.check_config(fs_cfg(dict(ARGS, layers=4), path_rule="authors"))
+
+
+# -- latency weights solved from a table (paper footnote 1) ---------------------------------------
+def test_solved_weights_reproduce_the_papers_from_its_table_2():
+    from segnas.spaces.fasterseg.lut import solve_latency_weights
+    w = solve_latency_weights({"operator": 10.42, "scale": 0.01, "width": 5.54})
+    assert [round(v, 3) for v in w] == [0.001, 0.997, 0.002] and sum(w) == pytest.approx(1)
+    assert solve_latency_weights({"operator": 2.0, "scale": 0.0, "width": 1.0}) == pytest.approx([1 / 3, 0, 2 / 3])
+
+
+def _additive_table(args, op_cost, scale_cost) -> LatencyTable:
+    """Every cell costs op_cost[op] + scale_cost[scale], whatever its widths and stride; stem and head 0."""
+    keys = space_keys(args, HW, 3, None)
+    entries = {k.id: 0.0 if k.op in ("stem", "head", "refine") else op_cost[k.op] + scale_cost[k.h] for k in keys}
+    return LatencyTable(latency_environment("cpu"), entries)
+
+
+def test_latency_gaps_on_a_hand_made_table():
+    from segnas.spaces.fasterseg.lut import latency_sensitivities, solve_latency_weights
+    L = 7
+    args = dict(ARGS, layers=L)
+    sizes = scale_sizes(HW)
+    op_cost = {"skip": 0.5, "conv": 1.0, "conv_2x": 2.0, "zoomed_conv": 0.75, "zoomed_conv_2x": 1.5}
+    c = {8: 3.0, 16: 2.0, 32: 1.5}
+    table = _additive_table(args, op_cost, {sizes[s][0]: c[s] for s in (8, 16, 32)})
+    gaps = latency_sensitivities(table, args, HW, args["chis"], 1, 1)
+    # every final's path has L cells: all-slowest minus all-fastest operator, over 3 finals
+    assert gaps["operator"] == pytest.approx(3 * L * (2.0 - 0.5))
+    # from-down everywhere goes down as late as possible, from-same as early: per final, the cells that change scale
+    assert gaps["scale"] == pytest.approx((L - 2) * (c[8] - c[16]) + (L - 3) * (c[8] - c[32]))
+    assert gaps["width"] == pytest.approx(0)
+    w = solve_latency_weights(gaps)
+    assert w[2] == 0 and w[0] * gaps["operator"] == pytest.approx(w[1] * gaps["scale"])

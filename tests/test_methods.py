@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from segnas.config_io import MOVED_SEARCH_KEYS
+
 from segnas.cli import main
 from segnas.config import from_dict, to_dict
 from segnas.engine.session import resumed_config
@@ -131,7 +133,7 @@ def _old_search_config(method: str, saved: dict | None = None) -> dict:
                      "latency_weights": [0.001, 0.997, 0.002], "target_latency_ms": None, "adaptive_lambda": False,
                      "select_exponent": -0.07, "deploy_size": [64, 64], "lut": None, "lut_repeats": 1}
     cfg["search"].update(old_fasterseg, genotype_args={})
-    cfg["search"].update(own)
+    cfg["search"].update({k: v for k, v in own.items() if k in MOVED_SEARCH_KEYS})  # the options of those days
     return cfg
 
 

@@ -45,7 +45,8 @@ class Method:
     draw_results: bool = False  # draw each final genotype into the run folder
     report: Callable[[dict[str, Any], Path], list[str]] | None = None  # lines printed after a search
     epoch_line: Callable[[dict[str, Any]], str] = lambda record: ""  # a decoded architecture, per search epoch
-    latency_table: Callable[..., Any] | None = None  # ``segnas latency build`` for this space
+    # ``segnas latency build`` for this space: (table, entries measured, calibration, lines to print)
+    latency_table: Callable[..., Any] | None = None
     section_strategies: tuple[str, ...] | None = None  # strategies that read the section (None: all)
 
     def sections(self, strategy: str) -> dict[str, Any]:

@@ -13,11 +13,13 @@ from typing import Any
 
 import torch
 
-from ..config import RunConfig
+from ..config import RunConfig, to_dict
+from ..engine.rundir import write_yaml
 from ..objectives.latency import LatencyMiss, LatencyTable, latency_environment
 from ..report.draw import draw_fasterseg
 from ..spaces.fasterseg import FasterSegSpace
-from ..spaces.fasterseg.lut import calibrate_table, probe, space_keys
+from ..spaces.fasterseg.lut import (calibrate_table, latency_sensitivities, probe, solve_latency_weights,
+                                    space_keys)
 from ..spaces.fasterseg.search import FasterSegConfig, FasterSegSearch
 from . import Method
 
@@ -91,19 +93,37 @@ def fasterseg_table(cfg: RunConfig, num_classes: int, run: Path | None, device: 
 
 
 def build_table(cfg: RunConfig, num_classes: int, hw, out: Path, extend: bool, repeats: int,
-                device: torch.device, progress: bool) -> tuple[LatencyTable, int, dict[str, Any]]:
-    """``segnas latency build --space fasterseg``: (table, entries measured now, calibration)."""
+                device: torch.device, progress: bool) -> tuple[LatencyTable, int, dict[str, Any], list[str]]:
+    """``segnas latency build --space fasterseg``: (table, entries measured now, calibration, lines to print)."""
     keys, meta = table_keys(cfg, num_classes, hw)
     env = latency_environment(device, cfg.threads)
     table = LatencyTable.load(out, env) if out.is_file() and extend else LatencyTable(env, meta=meta)
     measured = table.build(keys, probe, device, repeats=repeats, progress=progress)
     cal = calibrate_table(table, meta["space_args"], hw, num_classes, device, repeats=repeats, seed=cfg.seed)
-    return table, measured, cal
+    args = meta["space_args"]
+    gaps = latency_sensitivities(table, args, hw, args["chis"], args["stem_chi"], args["head_chi"])
+    weights = [round(w, 6) for w in solve_latency_weights(gaps)]
+    table.meta["latency_gaps_ms"], table.meta["latency_weights"] = gaps, weights
+    lines = [f"latency weights solved from this table (paper footnote 1: w1*gap_O = w2*gap_s = w3*gap_chi): "
+             f"{weights} (gaps: operator {gaps['operator']:.3g} ms, scale {gaps['scale']:.3g} ms, width "
+             f"{gaps['width']:.3g} ms); a search uses them with --set fasterseg.latency_weights=auto"]
+    return table, measured, cal, lines
 
 
 def make_problem(cfg: RunConfig, data, run: Path, device: torch.device, progress: bool) -> FasterSegSearch:
+    """The search problem; latency weights asked for as ``auto`` are solved from its table and
+    written into the run's config, so the run records (and a resume uses) the numbers it ran with."""
     table = fasterseg_table(cfg, data.num_classes, run, device, progress)
-    return FasterSegSearch(cfg, data.num_classes, data.ignore_index, table, cfg.seed, device)
+    problem = FasterSegSearch(cfg, data.num_classes, data.ignore_index, table, cfg.seed, device)
+    if problem.latency_gaps is not None:
+        cfg.fasterseg.latency_weights = [round(w, 6) for w in problem.latency_weights]
+        problem.latency_weights = list(cfg.fasterseg.latency_weights)
+        write_yaml(run / "config.yaml", to_dict(cfg))
+        if progress:
+            gaps = problem.latency_gaps
+            print(f"latency weights solved from the table: w = {cfg.fasterseg.latency_weights} (latency gaps: "
+                  f"operator {gaps['operator']:.3g} ms, scale {gaps['scale']:.3g} ms, width {gaps['width']:.3g} ms)")
+    return problem
 
 
 class AdaptiveLambda:

@@ -13,6 +13,10 @@ the paper's 4.4M parameters.
 The stem has ``4*stem_chi, 8*stem_chi, 8*stem_chi`` channels and the head works
 at ``s * head_chi`` channels: the published student uses 8 for both (the
 authors' ``stem_head_width = 8/12`` with Fch = 12), the teacher 12.
+``fusion`` is the head's feature-fusion block: ``plain`` (the paper's Appendix
+A, default) or ``attention`` (BiSeNet's channel attention). A genotype file
+without the field was written before it existed and is built with attention,
+as it was then, so its checkpoints keep loading.
 
 Choices, per branch: the final scale index (into SCALES), the number of cells
 n, then n triples (op index, scale index, chi index). The length varies, so
@@ -33,7 +37,7 @@ from ...errors import GenotypeError
 from ...genotype import Genotype
 from ..base import Decision, SearchSpace, read_choice
 from .derive import decode_branch
-from .network import SCALES, FasterSegNet
+from .network import FUSIONS, SCALES, FasterSegNet, fusion_of
 
 OPS = ["skip", "conv", "conv_2x", "zoomed_conv", "zoomed_conv_2x"]
 
@@ -50,7 +54,7 @@ class FasterSegSpace(SearchSpace):
 
     def default_args(self) -> dict[str, Any]:
         return {"layers": 16, "ops": list(OPS), "chis": [4, 6, 8, 10, 12], "stem_chi": 8,
-                "head_chi": 8, "branches": 2}
+                "head_chi": 8, "branches": 2, "fusion": "plain"}
 
     def check_args(self, args: dict[str, Any], source: str) -> None:
         """Raise GenotypeError naming the bad ``space_args`` field."""
@@ -61,6 +65,8 @@ class FasterSegSpace(SearchSpace):
             raise GenotypeError(f"{source}: field 'space_args.ops' must be a list drawn from {OPS}")
         if not isinstance(args["chis"], list) or not args["chis"] or not all(map(_positive_int, args["chis"])):
             raise GenotypeError(f"{source}: field 'space_args.chis' must be a list of positive integers")
+        if args["fusion"] not in FUSIONS:
+            raise GenotypeError(f"{source}: field 'space_args.fusion' is {args['fusion']!r}; use one of {list(FUSIONS)}")
         if args["chis"] != sorted(set(args["chis"])):  # the sandwich rule takes the first as min, the last as max
             raise GenotypeError(f"{source}: field 'space_args.chis' must be ascending without repeats, "
                                 f"e.g. {sorted(set(args['chis']))}")
@@ -191,7 +197,8 @@ class FasterSegSpace(SearchSpace):
         self.validate(genotype)
         args = self.resolve_args(genotype.space_args)
         branches = [b["cells"] for b in genotype.structure["branches"]]
-        return FasterSegNet(branches, num_classes, args["stem_chi"], args["head_chi"], aux=aux)
+        return FasterSegNet(branches, num_classes, args["stem_chi"], args["head_chi"], aux=aux,
+                            fusion=fusion_of(genotype.space_args))
 
     def sample(self, rng: np.random.Generator, args: dict[str, Any] | None = None) -> Genotype:
         """A random architecture of the space as the search would derive it.
@@ -232,4 +239,4 @@ class FasterSegSpace(SearchSpace):
         return "\n".join(lines)
 
 
-__all__ = ["FasterSegSpace", "FasterSegNet", "OPS", "SCALES"]
+__all__ = ["FasterSegSpace", "FasterSegNet", "OPS", "SCALES", "fusion_of"]

@@ -1,9 +1,11 @@
 """Decoding FasterSeg architecture parameters into branches of cells (paper Sec. 3, App. I).
 
-* Path: the downsampling positions of the branch ending at a final scale are
-  those of highest joint from-down beta (the paper's footnote 2), over every
-  position with a beta; the authors' code searched a restricted, partly
-  mis-indexed set of positions.
+* Path (``path_rule``): ``paper`` takes the downsampling positions of the branch
+  ending at a final scale as those of highest joint from-down beta (the paper's
+  footnote 2), over every position with a beta. ``authors`` reads them as the
+  authors' released code did, over a restricted, partly mis-indexed set of
+  positions (:func:`authors_path`); with it their released search output decodes
+  to the published FasterSeg.
 * Operators: argmax alpha of each cell on the path.
 * Widths: argmax gamma of each cell's output node; the last cell outputs the
   head width.
@@ -12,7 +14,9 @@
   downsampling (the weakest such skip is replaced instead), and at most
   ``len - (round(len / 3) + 2 * final_scale_index)`` cells are removed (the
   strongest skips go). Every other ``skip`` becomes the next-best operator, so
-  derived networks contain no ``skip``.
+  derived networks contain no ``skip``. With ``ignore_skip`` no cell is removed
+  and every ``skip`` becomes the next-best operator (how the authors decoded
+  their teacher).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import numpy as np
 from .network import SCALES
 
 # how a branch's downsampling positions are read from beta; results of different rules are different searches
-PATH_RULE = "joint-down"
+PATH_RULES = ("paper", "authors")
 
 
 def _node_has_two_inputs(l: int, j: int) -> bool:
@@ -67,17 +71,51 @@ def backtrace(betas: Sequence[np.ndarray | None], final: int, layers: int) -> li
     return [sum(i >= l for l in best) for i in range(layers)]  # cell i's scale: downsamplings at or before i
 
 
+def authors_path(betas: Sequence[np.ndarray | None], final: int, layers: int) -> list[int]:
+    """Scale index of each cell along the branch ending at ``final``, read as the authors' code did.
+
+    ``b16[k]``, ``b32[k]`` are the k-th stored rows of the 1/16 and 1/32 betas
+    (``betas[1]``, ``betas[2]``). A 1/16 branch downsamples after cell
+    ``d = argmax_{1 <= k <= len(b16) - 2} b16[k][0]``; a 1/32 branch after cells
+    ``i + 1`` and ``j + 2`` for the ``(i, j)``, ``0 <= j <= layers - 5`` and
+    ``1 <= i <= j - 2``, of largest ``b16[i][0] * b32[j][0]`` (strictly larger
+    than earlier pairs; ``(0, 1)`` when the set is empty). Needs 5 or more layers.
+    """
+    if layers < 5:
+        raise ValueError(f"the authors' path rule needs 5 or more layers, got {layers}")
+    if not 0 <= final <= 2:
+        raise ValueError(f"final scale index {final} is not one of 0, 1, 2")
+    downs = [0] * (layers - 1)
+    if final == 1:
+        b16 = betas[1]
+        downs[max(range(1, len(b16) - 1), key=lambda k: (float(b16[k][0]), -k))] = 1
+    elif final == 2:
+        b16, b32 = betas[1], betas[2]
+        best, score = (0, 1), -math.inf
+        for j in range(layers - 4):
+            for i in range(1, j - 1):
+                value = float(b16[i][0]) * float(b32[j][0])
+                if value > score:
+                    best, score = (i, j), value
+        downs[best[0] + 1] = downs[best[1] + 2] = 1
+    return [0] + list(itertools.accumulate(downs))
+
+
 def decode_branch(alphas: Sequence[np.ndarray], betas: Sequence[np.ndarray | None],
                   gammas: Sequence[np.ndarray] | None, args: dict[str, Any], final: int,
-                  chis: Sequence[int], head_chi: int) -> list[dict[str, Any]]:
+                  chis: Sequence[int], head_chi: int, path_rule: str = "paper",
+                  ignore_skip: bool = False) -> list[dict[str, Any]]:
     """Cells ``{"op", "scale", "chi"}`` of the branch ending at scale index ``final``.
 
     ``alphas[j]`` (rows = layers j..L-1) are operator probabilities, ``betas``
     as in :func:`backtrace`, ``gammas[j]`` width probabilities per node
     (rows from layer max(j, 1)); ``gammas=None`` means a single width.
+    ``path_rule`` is one of PATH_RULES; ``ignore_skip`` keeps every cell.
     """
     layers, ops = int(args["layers"]), list(args["ops"])
-    path = backtrace(betas, final, layers)
+    if path_rule not in PATH_RULES:
+        raise ValueError(f"path_rule {path_rule!r} is not one of {PATH_RULES}")
+    path = backtrace(betas, final, layers) if path_rule == "paper" else authors_path(betas, final, layers)
     probs = [np.asarray(alphas[path[i]][i - path[i]], dtype=np.float64).copy() for i in range(layers)]
     downs = [i < layers - 1 and path[i + 1] > path[i] for i in range(layers)]
     widths = []
@@ -86,7 +124,7 @@ def decode_branch(alphas: Sequence[np.ndarray], betas: Sequence[np.ndarray | Non
         widths.append(chis[int(np.argmax(gammas[j][i + 1 - max(j, 1)]))] if gammas is not None else chis[-1])
     skip = ops.index("skip") if "skip" in ops else None
     removed: set[int] = set()
-    if skip is not None:
+    if skip is not None and not ignore_skip:
         cand = [i for i in range(layers) if not downs[i] and int(np.argmax(probs[i])) == skip]
         bounds = [i for i in range(layers) if downs[i]] + [layers]
         for a, b in zip(bounds[:-1], bounds[1:]):

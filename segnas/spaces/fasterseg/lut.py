@@ -20,7 +20,7 @@ from torch import nn
 
 from ...genotype import Genotype
 from ...objectives.latency import LatencyTable, OpKey, interleaved_fastest, op_probe
-from .network import SCALES, FusionHead, Refine, branch_specs, make_stem
+from .network import SCALES, FusionHead, Refine, branch_specs, fusion_of, make_stem
 
 
 def ceil_half(n: int) -> int:
@@ -54,9 +54,11 @@ def refine_key(fine_scale: int, c_coarse: int, c_out: int, c_fine: int,
     return OpKey("refine", h, w, c_coarse, c_out, 1, f"fine={c_fine}")
 
 
-def head_key(c_in: int, num_classes: int, hw: Sequence[int]) -> OpKey:
+def head_key(c_in: int, num_classes: int, hw: Sequence[int], fusion: str = "plain") -> OpKey:
+    """The fusion head; an attention head keeps the key tables measured before the option existed."""
     h, w = scale_sizes(hw)[8]
-    return OpKey("head", h, w, c_in, num_classes, 1, f"out={int(hw[0])}x{int(hw[1])}")
+    extra = f"out={int(hw[0])}x{int(hw[1])}" + ("" if fusion == "attention" else f" fusion={fusion}")
+    return OpKey("head", h, w, c_in, num_classes, 1, extra)
 
 
 def probe(key: OpKey) -> tuple[nn.Module, list[tuple[int, ...]]]:
@@ -68,15 +70,16 @@ def probe(key: OpKey) -> tuple[nn.Module, list[tuple[int, ...]]]:
         coarse = (1, key.c_in, ceil_half(key.h), ceil_half(key.w))
         return Refine(key.c_in, key.c_out, c_fine), [coarse, (1, c_fine, key.h, key.w)]
     if key.op == "head":
-        out_h, out_w = (int(v) for v in key.extra.split("=", 1)[1].split("x"))
-        return _HeadProbe(key.c_in, key.c_out, (out_h, out_w)), [(1, key.c_in, key.h, key.w)]
+        out, _, fusion = key.extra.partition(" fusion=")
+        out_h, out_w = (int(v) for v in out.split("=", 1)[1].split("x"))
+        return _HeadProbe(key.c_in, key.c_out, (out_h, out_w), fusion or "attention"), [(1, key.c_in, key.h, key.w)]
     return op_probe(key)
 
 
 class _HeadProbe(nn.Module):
-    def __init__(self, c_in: int, num_classes: int, size: tuple[int, int]) -> None:
+    def __init__(self, c_in: int, num_classes: int, size: tuple[int, int], fusion: str) -> None:
         super().__init__()
-        self.head, self.size = FusionHead(c_in, num_classes), size
+        self.head, self.size = FusionHead(c_in, num_classes, fusion), size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(x, self.size)
@@ -111,7 +114,7 @@ def space_keys(args: dict[str, Any], hw: Sequence[int], num_classes: int,
             keys += [refine_key(16, c, h16, cf, sizes) for cf in opts["in"][16]]
         for c in sorted(set(opts["same"][16]) | {h16}):  # 16 -> 8 (from a 1/16 or a refined 1/32 branch)
             keys += [refine_key(8, c, h8, cf, sizes) for cf in opts["in"][8]]
-        keys += [head_key(n * h8, num_classes, hw) for n in range(1, int(args["branches"]) + 1)]
+        keys += [head_key(n * h8, num_classes, hw, args.get("fusion", "plain")) for n in range(1, int(args["branches"]) + 1)]
     return list(dict.fromkeys(keys))
 
 
@@ -139,7 +142,7 @@ def network_keys(genotype: Genotype, hw: Sequence[int], num_classes: int) -> lis
             keys.append(refine_key(8, c, h8, last[8], sizes))
             c = h8
         fused += c
-    keys.append(head_key(fused, num_classes, hw))
+    keys.append(head_key(fused, num_classes, hw, fusion_of(args)))
     return keys
 
 
@@ -234,3 +237,51 @@ class RelaxedLatency:
                 else:
                     lat[l + 1, j] = from_down if from_same is None else from_same
         return torch.stack(finals)
+
+
+def latency_sensitivities(table: LatencyTable, args: dict[str, Any], hw: Sequence[int], chis: Sequence[int],
+                          stem_chi: int, head_chi: int) -> dict[str, float]:
+    """The supernet's latency gap (ms) along each granularity, the others held uniform (paper Table 2).
+
+    ``operator``: every node taking its slowest operator vs its fastest (the
+    operator of largest vs smallest total when used everywhere); ``scale``:
+    every two-input node taking the from-down vs the from-same input;
+    ``width``: every node at the widest vs the slimmest ratio. Summed over
+    the three final scales, as the decoupled latency loss is.
+    """
+    r = RelaxedLatency(table, args, hw, chis, stem_chi, head_chi)
+    layers, n_ops, n_w = int(args["layers"]), len(args["ops"]), len(chis)
+
+    def alphas(op: int | None) -> list[torch.Tensor]:
+        row = torch.full((n_ops,), 1.0 / n_ops) if op is None else torch.nn.functional.one_hot(
+            torch.tensor(op), n_ops).float()
+        return [row.expand(max(layers - j, 0), n_ops) for j in range(3)]
+
+    def betas(down: float | None) -> list[torch.Tensor | None]:
+        row = torch.tensor([0.5, 0.5] if down is None else [down, 1.0 - down])
+        return [None] + [row.expand(max(layers - j - 1, 0), 2) for j in (1, 2)]
+
+    def widths(pick: int | None) -> dict[tuple[int, int], torch.Tensor]:
+        row = torch.full((n_w,), 1.0 / n_w) if pick is None else torch.nn.functional.one_hot(
+            torch.tensor(pick), n_w).float()
+        return {(l, j): row for l in range(1, layers) for j in range(min(l, 2) + 1)}
+
+    def total(a, b, w) -> float:
+        return float(r.expected(a, b, w).sum())
+
+    by_op = [total(alphas(k), betas(None), widths(None)) for k in range(n_ops)]
+    by_scale = [total(alphas(None), betas(d), widths(None)) for d in (0.0, 1.0)]
+    by_width = [total(alphas(None), betas(None), widths(k)) for k in (0, n_w - 1)]
+    return {"operator": max(by_op) - min(by_op), "scale": max(by_scale) - min(by_scale),
+            "width": max(by_width) - min(by_width)}
+
+
+def solve_latency_weights(gaps: dict[str, float]) -> list[float]:
+    """w1, w2, w3 with w1 * gap_O = w2 * gap_s = w3 * gap_chi and w1 + w2 + w3 = 1 (paper footnote 1).
+
+    A granularity with no gap (one operator, one width) has nothing to balance and gets weight 0.
+    """
+    inverse = [1.0 / g if g > 0 else 0.0 for g in (gaps["operator"], gaps["scale"], gaps["width"])]
+    if sum(inverse) == 0:
+        raise ValueError("the table gives no latency gap along operators, scales or widths: nothing to weigh")
+    return [v / sum(inverse) for v in inverse]

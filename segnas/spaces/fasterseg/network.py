@@ -5,6 +5,11 @@ start with identical cells share them (weights and feature maps, paper 3.4).
 The head fuses the branches coarse-to-fine: 1x1 conv to reduce the coarser map,
 bilinear up, concat with the finer feature of the same branch, 3x3 conv; then a
 feature-fusion block over the concatenated 1/8 maps and a 3x3 + 1x1 classifier.
+The fusion block is the paper's Appendix A, a 1x1 conv-BN-ReLU (``fusion="plain"``,
+also what the authors' inference code ran: its attention was commented out);
+``fusion="attention"`` adds BiSeNet's channel attention (GAP, 1x1, ReLU, 1x1,
+sigmoid, applied as x + x*a), which genotypes written before the option existed
+were built with.
 Auxiliary heads on the 1/16 and 1/32 features exist for training only (the
 paper's 4.4M parameters count them; inference does not run them).
 """
@@ -35,17 +40,28 @@ class SegHead(nn.Module):
         return self.cls(self.conv(x))
 
 
-class FeatureFusion(nn.Module):
-    """1x1 conv-BN-ReLU, then channel attention (GAP, 1x1, ReLU, 1x1, sigmoid) added as x + x*a."""
+FUSIONS = ("plain", "attention")
 
-    def __init__(self, c_in: int, c_out: int) -> None:
+def fusion_of(space_args: dict) -> str:
+    """The head's fusion block; files from before the ``fusion`` field were built with attention."""
+    return str(space_args.get("fusion", "attention"))
+
+
+class FeatureFusion(nn.Module):
+    """1x1 conv-BN-ReLU; with ``attention``, channel attention (GAP, 1x1, ReLU, 1x1, sigmoid) as x + x*a."""
+
+    def __init__(self, c_in: int, c_out: int, attention: bool = False) -> None:
         super().__init__()
         self.conv = ConvBNReLU(c_in, c_out, 1)
-        self.att1 = nn.Conv2d(c_out, c_out, 1, bias=False)
-        self.att2 = nn.Conv2d(c_out, c_out, 1, bias=False)
+        self.attention = attention
+        if attention:
+            self.att1 = nn.Conv2d(c_out, c_out, 1, bias=False)
+            self.att2 = nn.Conv2d(c_out, c_out, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(x)
+        if not self.attention:
+            return x
         a = torch.sigmoid(self.att2(F.relu(self.att1(x.mean((2, 3), keepdim=True)))))
         return x + x * a
 
@@ -72,9 +88,9 @@ class Refine(nn.Module):
 class FusionHead(nn.Module):
     """Feature fusion over the concatenated 1/8 branch features, classifier, bilinear up to the input."""
 
-    def __init__(self, c_in: int, num_classes: int) -> None:
+    def __init__(self, c_in: int, num_classes: int, fusion: str = "plain") -> None:
         super().__init__()
-        self.ffm = FeatureFusion(c_in, c_in)
+        self.ffm = FeatureFusion(c_in, c_in, attention=fusion == "attention")
         self.head = SegHead(c_in, num_classes)
 
     def forward(self, x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
@@ -108,7 +124,7 @@ class FasterSegNet(nn.Module):
     ``forward(x, aux=True)`` also returns the auxiliary logits (training only)."""
 
     def __init__(self, branches: list[list[dict]], num_classes: int, stem_chi: int, head_chi: int,
-                 aux: bool = True) -> None:
+                 aux: bool = True, fusion: str = "plain") -> None:
         super().__init__()
         c2 = 8 * stem_chi
         self.stem = make_stem(stem_chi)
@@ -147,7 +163,7 @@ class FasterSegNet(nn.Module):
                 c_final = h8
             self.refine.append(stages)
             fused += c_final
-        self.fusion = FusionHead(fused, num_classes)
+        self.fusion = FusionHead(fused, num_classes, fusion)
 
         self.aux_heads = nn.ModuleDict()
         if aux:

@@ -27,8 +27,8 @@ from ...metrics import ConfusionMatrix
 from ...ops import reset_parameters
 from ...objectives.latency import LatencyTable
 from . import FasterSegSpace
-from .derive import decode_branch, select, target_score
-from .lut import RelaxedLatency, estimate_latency
+from .derive import PATH_RULES, decode_branch, select, target_score
+from .lut import RelaxedLatency, estimate_latency, latency_sensitivities, solve_latency_weights
 from .supernet import FasterSegSupernet, subset_name
 
 
@@ -45,13 +45,22 @@ class FasterSegConfig:
     sandwich_arch: bool = False  # the architecture loss also runs the student at min and max width (authors' code)
     tau: float = 1.0  # Gumbel-softmax temperature
     latency_lambda: float = 0.01
-    latency_weights: list[float] = field(default_factory=lambda: [0.001, 0.997, 0.002])
+    # w1, w2, w3 of the decoupled latency loss; the paper's were solved for a 1080Ti at 1024x2048;
+    # "auto" solves them the same way from this search's latency table (recorded in the run's config)
+    latency_weights: list[float] | str = field(default_factory=lambda: [0.001, 0.997, 0.002])
     target_latency_ms: float | None = None  # with adaptive_lambda: halve/double lambda toward it
     adaptive_lambda: bool = False
     select_exponent: float = -0.07  # w in ACC * (LAT / T)^w
     deploy_size: list[int] = field(default_factory=lambda: [360, 480])  # [H, W] the latency is for
     lut: str | None = None  # latency table; None: measure one into the run folder
     lut_repeats: int = 5  # timing rounds of the table; an entry keeps its fastest
+    # how branches' downsampling positions are read from beta: "paper" (footnote 2's joint argmax) or
+    # "authors" (their released code's restricted search; it decodes their released search to the
+    # published student)
+    path_rule: str = "paper"
+    # the teacher keeps every cell, each skip replaced by its next-best operator (the authors' choice);
+    # off by default: the paper states one decoding, skip cells shrunk, for both architectures
+    teacher_ignore_skip: bool = False
 
     RANGES: ClassVar[dict[str, tuple]] = {
         "ohem_thresh": (0, 1, False), "ohem_min_kept": (1, None, True), "teacher_chi": (1, None, True),
@@ -60,12 +69,18 @@ class FasterSegConfig:
     PATHS: ClassVar[tuple[str, ...]] = ("lut",)
 
     def check(self) -> None:
-        if len(self.latency_weights) != 3 or min(self.latency_weights) < 0:
+        if isinstance(self.latency_weights, str):
+            if self.latency_weights != "auto":
+                raise ConfigError(f"config key 'fasterseg.latency_weights' is {self.latency_weights!r}; give "
+                                  "three weights [w1, w2, w3] or 'auto' (solved from the latency table)")
+        elif len(self.latency_weights) != 3 or min(self.latency_weights) < 0:
             raise ConfigError(f"config key 'fasterseg.latency_weights' is {self.latency_weights}; give three "
-                              "non-negative weights for the operator, downsampling and width terms")
+                              "non-negative weights for the operator, downsampling and width terms, or 'auto'")
         if self.adaptive_lambda and self.target_latency_ms is None:
             raise ConfigError("config key 'fasterseg.adaptive_lambda' needs a target: set fasterseg.target_latency_ms")
         check_size("fasterseg.deploy_size", self.deploy_size)
+        if self.path_rule not in PATH_RULES:
+            raise ConfigError(f"config key 'fasterseg.path_rule' is {self.path_rule!r}; use one of {list(PATH_RULES)}")
 
 
 class FasterSegSearch:
@@ -85,6 +100,13 @@ class FasterSegSearch:
         st = self.net.specs["student"]
         self.relaxed = RelaxedLatency(table, self.args, fc.deploy_size, st["chis"], st["stem_chi"], st["head_chi"],
                                       self.device)
+        self.latency_gaps: dict[str, float] | None = None
+        if fc.latency_weights == "auto":
+            self.latency_gaps = latency_sensitivities(table, self.args, fc.deploy_size, st["chis"], st["stem_chi"],
+                                                      st["head_chi"])
+            self.latency_weights = solve_latency_weights(self.latency_gaps)
+        else:
+            self.latency_weights = [float(w) for w in fc.latency_weights]
         self.criterion = OhemCrossEntropy(ignore_index, fc.ohem_thresh, fc.ohem_min_kept)
         # OHEM's hard-pixel subset changes every step; "ce" gives the architecture step every pixel
         self.arch_criterion = CrossEntropy(ignore_index) if cfg.search.arch_loss == "ce" else self.criterion
@@ -101,6 +123,9 @@ class FasterSegSearch:
         if cfg.search.select_images < 1:
             raise ConfigError("search.select_images: FasterSeg scores its branch candidates on trainB images; "
                               "set it to 1 or more")
+        if cfg.fasterseg.path_rule == "authors" and args["layers"] < 5:
+            raise ConfigError(f"config key 'fasterseg.path_rule' is 'authors', which needs 5 or more layers; "
+                              f"search.space_args.layers is {args['layers']}: raise it or use path_rule=paper")
         if "skip" in args["ops"] and len(args["ops"]) == 1:
             raise ConfigError("search.space_args.ops: 'skip' alone cannot be derived; add real operators")
         return args
@@ -174,7 +199,7 @@ class FasterSegSearch:
         lat_s = r.expected(net.alphas("student", uniform=True), net.betas("student"), widest).sum()
         lat_chi = r.expected(net.alphas("student", uniform=True), net.betas("student", uniform=True),
                              net.width_vectors(widths, n)).sum()
-        w1, w2, w3 = self.cfg.latency_weights
+        w1, w2, w3 = self.latency_weights
         total = w1 * lat_op + w2 * lat_s + w3 * lat_chi
         return total, {"lat_op": lat_op.detach(), "lat_scale": lat_s.detach(), "lat_width": lat_chi.detach()}
 
@@ -229,8 +254,9 @@ class FasterSegSearch:
         """Decoded branch for every final scale index of architecture ``name``."""
         sp = self.net.specs[name]
         alphas, betas, gammas = self.arch_arrays(name)
-        return {j: decode_branch(alphas, betas, gammas, self.args, j, sp["chis"], sp["head_chi"])
-                for j in range(3)}
+        ignore_skip = name == "teacher" and self.cfg.teacher_ignore_skip
+        return {j: decode_branch(alphas, betas, gammas, self.args, j, sp["chis"], sp["head_chi"],
+                                 self.cfg.path_rule, ignore_skip) for j in range(3)}
 
     def genotype_for(self, name: str, subset: tuple[int, ...], branches: dict[int, list] | None = None,
                      meta: dict[str, Any] | None = None) -> Genotype:
