@@ -71,6 +71,7 @@ class TrainConfig:
     grad_clip: float | None = None
     channels_last: bool = False
     patience: int | None = None  # evaluations in a row without a higher val mIoU before training stops early
+    drop_path: float = 0.0  # ScheduledDropPath: final probability, linear from 0 over the steps; 0 = off
 
 
 @dataclass
@@ -202,7 +203,7 @@ _RANGES = {  # key: (lowest, highest, lowest allowed itself)
     "train.ohem_min_kept": (1, None, True), "train.aux_weight": (0, None, True),
     "train.distill_weight": (0, None, True), "train.distill_temperature": (0, None, False),
     "train.eval_every": (0, None, True), "train.log_every": (1, None, True), "train.grad_clip": (0, None, False),
-    "train.patience": (1, None, True),
+    "train.patience": (1, None, True), "train.drop_path": (0, 1, True),
     "search.pretrain_epochs": (0, None, True), "search.epochs": (0, None, True), "search.batch_size": (1, None, True),
     "search.steps_per_epoch": (1, None, True), "search.lr": (0, None, False), "search.momentum": (0, 1, True),
     "search.weight_decay": (0, None, True), "search.lr_decay": (0, 1, False), "search.grad_clip": (0, None, False),
@@ -254,6 +255,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"config key 'train.ema_decay' is {cfg.train.ema_decay}; it must be in (0, 1) or null")
     if cfg.train.momentum >= 1:
         raise ConfigError("config key 'train.momentum' must be < 1")
+    if cfg.train.drop_path >= 1:
+        raise ConfigError(f"config key 'train.drop_path' is {cfg.train.drop_path}; it must be < 1 (1 drops every path)")
     if len(cfg.search.arch_betas) != 2 or not all(0 <= b < 1 for b in cfg.search.arch_betas):
         raise ConfigError(f"config key 'search.arch_betas' is {cfg.search.arch_betas}; give [beta1, beta2] in [0, 1)")
     for key in ("data.crop", "data.synthetic_size"):

@@ -84,7 +84,8 @@ MOVED_SEARCH_KEYS: dict[str, str] = {
 
 
 # options added after run configs were first saved, with the value that reproduces what runs saved before them did
-LATER_OPTIONS: dict[tuple[str, str], Any] = {("fasterseg", "sandwich_arch"): False, ("train", "patience"): None}
+LATER_OPTIONS: dict[tuple[str, str], Any] = {("fasterseg", "sandwich_arch"): False, ("train", "patience"): None,
+                                             ("train", "drop_path"): 0.0, ("autodeeplab", "down_transition"): "conv3x3"}
 
 
 def as_saved(data: dict[str, Any], sections: Iterable[str] = ()) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 import pytest
 
+import segnas.config_io
 from segnas.config import anchored, from_dict, make_config, to_dict
 from segnas.engine.session import resumed_config
 from segnas.errors import ConfigError
@@ -20,6 +21,7 @@ def test_layers_merge_in_order(tmp_path):
     ("train.loss=foo", "train.loss"), ("train.ema_decay=1.5", "train.ema_decay"), ("train.lr=-1", "train.lr"),
     ("data.crop=[0,5]", "data.crop"), ("data.scale_range=[2,1]", "data.scale_range"), ("threads=0", "threads"),
     ("train.hflip=yes", "train.hflip"), ("data.hflip=3", "data.hflip"), ("train", "KEY=VALUE"),
+    ("train.drop_path=1", "train.drop_path"), ("train.drop_path=-0.1", "train.drop_path"),
 ])
 def test_bad_values_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.").replace("[", r"\[")):
@@ -71,3 +73,18 @@ def test_resuming_a_config_saved_before_an_option_existed_keeps_its_behaviour(mo
     assert resumed_config({"config": saved}, None).search.arch_batches == 3
     assert from_dict(to_dict(make_config("tiny"))).search.arch_batches == 1  # configs are not rewritten otherwise
     assert segnas.config_io.as_saved({"seed": 3}) == {"seed": 3}  # no section, nothing to fill
+
+
+def test_configs_saved_before_drop_path_and_down_transition_resume_as_they_ran():
+    adl = get_method("autodeeplab")
+    sections = adl.sections("differentiable")
+    cfg = adl.config("cpu", overrides=["train.drop_path=0.2"])
+    assert cfg.autodeeplab.down_transition == "released" and cfg.train.drop_path == 0.2
+    saved = to_dict(cfg)
+    again = resumed_config({"config": saved}, None, sections=sections)
+    assert again.autodeeplab.down_transition == "released" and again.train.drop_path == 0.2
+    del saved["autodeeplab"]["down_transition"], saved["train"]["drop_path"]  # written before the options existed
+    old = resumed_config({"config": saved}, None, sections=sections)
+    assert old.autodeeplab.down_transition == "conv3x3" and old.train.drop_path == 0.0
+    filled = segnas.config_io.as_saved(saved, ["autodeeplab"])  # written out, should a default change later
+    assert filled["autodeeplab"]["down_transition"] == "conv3x3" and filled["train"]["drop_path"] == 0.0

@@ -194,3 +194,93 @@ def test_distillation_term_enters_the_loss(tmp_path):
         retrain(g, cfg, tmp_path / f"s{weight}", progress=False)
         runs[weight] = load_checkpoint(tmp_path / f"s{weight}/checkpoints/last.pt")["model"]
     assert any(not torch.equal(runs[0.0][k], runs[5.0][k]) for k in runs[0.0] if "weight" in k)
+
+
+# -- scheduled drop path -------------------------------------------------------------------------
+
+def _adl_genotype():
+    """A small released Auto-DeepLab network: going down, strided operators on h(l-1) and h(l-2)."""
+    from segnas.spaces import get_space
+
+    return get_space("autodeeplab").make_genotype(
+        {"path": [0, 1, 1, 0], "cell": [{"inputs": [0, 1], "ops": ["sep_conv_3x3", "atrous_conv_3x3"]},
+                                        {"inputs": [2, 0], "ops": ["skip_connect", "max_pool_3x3"]}]},
+        {"layers": 4, "blocks": 2, "filter_multiplier": 4, "stem": [8, 8, 16], "aspp_channels": 16,
+         "decoder_channels": 16, "low_level_channels": 8, "down_transition": "released"})
+
+
+def test_drop_path_schedule_is_linear_in_the_global_step():
+    from segnas.engine.trainer import drop_path_at
+
+    assert drop_path_at(0, 9, 0.3) == 0.0  # first step: nothing dropped
+    assert drop_path_at(4, 9, 0.3) == pytest.approx(0.15)  # middle: half the final value
+    assert drop_path_at(8, 9, 0.3) == pytest.approx(0.3)  # last step: the final value
+    assert drop_path_at(20, 9, 0.3) == pytest.approx(0.3) and drop_path_at(5, 9, 0.0) == 0.0
+
+
+def _trainer(drop_path, total=3):
+    from segnas.engine.loaders import make_datasets
+    from segnas.engine.trainer import Trainer
+    from segnas.spaces import get_space
+
+    cfg = tiny_cfg(drop_path=drop_path)
+    train, val = make_datasets(cfg.data, cfg.seed)
+    torch.manual_seed(0)
+    model = get_space("autodeeplab").build(_adl_genotype(), train.num_classes)
+    batch = next(iter(torch.utils.data.DataLoader(train, batch_size=4)))
+    return Trainer(model, cfg.train, train, val, torch.device("cpu"), seed=0, total_steps=total), batch
+
+
+def _p(trainer):
+    from segnas.ops import DropPath
+
+    return {m.p for m in trainer.model.modules() if isinstance(m, DropPath)}
+
+
+def _same_weights(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
+
+
+def test_drop_path_trains_from_its_second_step_and_follows_the_global_step():
+    dropped, batch = _trainer(0.5)
+    plain, _ = _trainer(0.0)
+    for t in (dropped, plain):
+        torch.manual_seed(1)
+        t.train_step(*batch)
+    assert _p(dropped) == {0.0}  # step 0 of the schedule: the same step as without drop path
+    assert _same_weights(dropped, plain)
+    for t in (dropped, plain):
+        torch.manual_seed(1)
+        t.train_step(*batch)
+    assert _p(dropped) == {0.25} and dropped.drop_path == 0.25 and _p(plain) == {0.0}
+    assert not _same_weights(dropped, plain)
+    resumed, _ = _trainer(0.5)
+    resumed.load_state_dict(dropped.state_dict())  # step 2: the probability comes from it, not from a fresh count
+    resumed.train_step(*batch)
+    assert _p(resumed) == {0.5}
+
+
+def test_drop_path_resume_matches_an_unbroken_run(tmp_path):
+    g = _adl_genotype()
+    full = retrain(g, tiny_cfg(drop_path=0.3), tmp_path / "full", progress=False)
+    assert retrain(g, tiny_cfg(drop_path=0.3), tmp_path / "part", stop_after=6, progress=False)["interrupted"]
+    retrain(g, tiny_cfg(drop_path=0.3), tmp_path / "part", resume=True, progress=False)
+    a = load_checkpoint(tmp_path / "full/checkpoints/last.pt")
+    b = load_checkpoint(tmp_path / "part/checkpoints/last.pt")
+    assert a["step"] == b["step"] == full["steps"] == 8
+    assert all(torch.equal(t, b["model"][k]) for k, t in a["model"].items())
+    logged = {run: [r["drop_path"] for r in map(json.loads, (tmp_path / run / "metrics.jsonl").read_text().splitlines())
+                    if "drop_path" in r] for run in ("full", "part")}
+    assert logged["full"] == logged["part"] == pytest.approx([0.3 * k / 7 for k in range(8)])
+
+
+def test_drop_path_on_a_network_without_drop_path_modules_is_refused():
+    from segnas.engine.loaders import make_datasets
+    from segnas.engine.trainer import Trainer
+    from segnas.spaces import get_space
+
+    cfg = tiny_cfg(drop_path=0.2)
+    train, val = make_datasets(cfg.data, cfg.seed)
+    model = get_space("fasterseg").build(segnas.zoo.get("fasterseg"), train.num_classes)
+    with pytest.raises(ConfigError, match="train.drop_path is 0.2, but this .* has no DropPath module"):
+        Trainer(model, cfg.train, train, val, torch.device("cpu"), seed=0)

@@ -87,3 +87,63 @@ def test_cell_op_details():
     assert torch.allclose(out, torch.ones_like(out))  # the padding is not counted
     with pytest.raises(KeyError):
         cell_op("none", 4)
+
+
+@pytest.mark.parametrize("name", CELL_OPS)
+@pytest.mark.parametrize("size", [(16, 20), (13, 10)])
+def test_cell_ops_at_stride_2_halve_like_a_strided_conv(name, size):
+    op = cell_op(name, 6, stride=2)
+    y = op(torch.randn(2, 6, *size))
+    assert y.shape == (2, 6, *((s + 1) // 2 for s in size))
+    params = sum(p.numel() for p in op.parameters())
+    if name == "skip_connect":  # NASNet's identity at stride 2: ReLU - 1x1 conv - BN
+        assert params == 6 * 6 + 2 * 6
+    else:  # the same operator, strided: its parameters do not change
+        assert params == sum(p.numel() for p in cell_op(name, 6).parameters())
+
+
+def test_strided_atrous_conv_is_a_half_size_rate_1_conv_with_the_same_weights():
+    torch.manual_seed(0)
+    strided, dilated = cell_op("atrous_conv_3x3", 4, stride=2).eval(), cell_op("atrous_conv_3x3", 4)
+    assert strided[2].weight.shape == dilated[1].weight.shape  # same kernel: parameters as at stride 1
+    conv = strided[2]
+    assert conv.dilation == (1, 1) and conv.stride == (1, 1) and conv.weight.shape == (4, 4, 3, 3)
+    x = torch.randn(1, 4, 9, 12)
+    half = F.interpolate(F.relu(x), size=(5, 6), mode="bilinear", align_corners=True)
+    assert torch.allclose(strided(x), strided[3](conv(half)), atol=1e-6)
+    sep = cell_op("sep_conv_3x3", 4, stride=2)
+    assert sep[1].stride == (2, 2) and sep[5].stride == (1, 1)  # the first depthwise strides
+    with pytest.raises(ValueError, match="stride"):
+        cell_op("sep_conv_3x3", 4, stride=3)
+
+
+def test_drop_path_zeroes_whole_samples_and_rescales_the_kept_ones():
+    from segnas.ops import DropPath
+
+    drop = DropPath(0.25).train()
+    x = torch.rand(4000, 3, 2, 2) + 0.5
+    torch.manual_seed(0)
+    y = drop(x)
+    ratio = (y / x).flatten(1)
+    kept = ratio[:, 0] > 0
+    assert torch.allclose(ratio[kept], torch.full_like(ratio[kept], 1 / 0.75))  # kept: scaled by 1 / keep
+    assert (ratio[~kept] == 0).all()  # dropped: every value of the sample is zero
+    assert abs(kept.float().mean() - 0.75) < 0.03 and abs(ratio.mean() - 1) < 0.04  # expectation preserved
+    torch.manual_seed(0)
+    assert torch.equal(drop(x), y)  # seeded: the same masks
+    drop.eval()
+    assert drop(x) is x  # evaluation: identity
+    drop.train()
+    drop.p = 0.0
+    state = torch.get_rng_state()
+    assert drop(x) is x and torch.equal(torch.get_rng_state(), state)  # p = 0 draws nothing
+
+
+def test_set_drop_path_reaches_every_module_and_counts_them():
+    from segnas.ops import DropPath, set_drop_path
+
+    net = torch.nn.Sequential(DropPath(), torch.nn.Sequential(torch.nn.Conv2d(1, 1, 1), DropPath()))
+    assert set_drop_path(net, 0.3) == 2 and [m.p for m in net.modules() if isinstance(m, DropPath)] == [0.3, 0.3]
+    assert set_drop_path(torch.nn.Conv2d(1, 1, 1), 0.3) == 0
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        set_drop_path(net, 1.0)

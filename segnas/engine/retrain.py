@@ -62,6 +62,8 @@ def retrain(genotype: Genotype, cfg: RunConfig, out: str | Path, resume: bool = 
         if ckpt is not None:
             trainer.load_state_dict(ckpt)
             torch.set_rng_state(ckpt["torch_rng"])
+            if device.type == "cuda" and ckpt.get("cuda_rng") is not None:  # DropPath draws its masks there
+                torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
         else:
             save_genotype(genotype, run / "genotype.json")
         session.begin()
@@ -71,7 +73,8 @@ def retrain(genotype: Genotype, cfg: RunConfig, out: str | Path, resume: bool = 
         def checkpoint(best: bool) -> None:
             payload = {**trainer.state_dict(), "genotype": genotype.to_dict(), "num_classes": num_classes,
                        "class_names": list(train_ds.class_names), "config": to_dict(cfg),
-                       "torch_rng": torch.get_rng_state()}
+                       "torch_rng": torch.get_rng_state(),
+                       **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {})}
             if best:
                 session.save(payload, "best.pt")
             session.save(payload, "last.pt")

@@ -1,6 +1,7 @@
 """Training a child network: a :class:`Trainer` with a step budget, callbacks and early stopping.
 
-Seeded and resumable: the learning rate is a pure function of the step, data
+Seeded and resumable: the learning rate and the drop-path probability
+(``train.drop_path``) are pure functions of the global step, data
 order and augmentation are functions of (seed, epoch, index), so a trainer
 restored from its ``state_dict`` continues to the same weights an unbroken
 run reaches. The trainer knows nothing of run folders: ``retrain``
@@ -24,6 +25,7 @@ from ..config import TrainConfig
 from ..errors import CheckpointError, ConfigError, SegnasError
 from ..genotype import Genotype
 from ..losses import kl_distillation, make_criterion, seg_loss_with_aux
+from ..ops import set_drop_path
 from ..spaces import get_space
 from .ema import ModelEMA
 from .evaluate import evaluate
@@ -42,6 +44,14 @@ def lr_at(step: int, total: int, steps_per_epoch: int, cfg) -> float:
     if cfg.schedule == "constant":
         return base
     raise ConfigError(f"train.schedule {cfg.schedule!r} is unknown; choose poly, exp or constant")
+
+
+def drop_path_at(step: int, total: int, final: float) -> float:
+    """ScheduledDropPath (NASNet; Auto-DeepLab's retraining): linear in the global ``step`` (0-based) from 0 at
+    the first step to ``final`` at the last, so a resumed run continues the schedule where it stopped."""
+    if final <= 0:
+        return 0.0
+    return final * min(1.0, step / max(total - 1, 1))
 
 
 def make_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
@@ -94,6 +104,11 @@ class Trainer:
         self.eval_every = tc.eval_every or self.steps_per_epoch
         self.fmt = torch.channels_last if tc.channels_last else torch.contiguous_format
         self.model = model.to(device, memory_format=self.fmt)
+        self.drop_path = 0.0  # the probability of the last step
+        if set_drop_path(self.model, 0.0) == 0 and tc.drop_path > 0:
+            raise ConfigError(f"train.drop_path is {tc.drop_path}, but this {type(model).__name__} has no DropPath "
+                              "module, so it would change nothing (Auto-DeepLab's cells have them); set "
+                              "train.drop_path=0")
         self.optimizer = make_optimizer(self.model, tc)
         self.ema = ModelEMA(self.model, tc.ema_decay) if tc.ema_decay else None
         self.teacher = teacher
@@ -114,6 +129,9 @@ class Trainer:
         self.lr = lr_at(self.step, self.total, self.steps_per_epoch, tc)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
+        if tc.drop_path > 0:
+            self.drop_path = drop_path_at(self.step, self.total, tc.drop_path)
+            set_drop_path(self.model, self.drop_path)
         images = images.to(self.device).contiguous(memory_format=self.fmt)
         masks = masks.to(self.device)
         logits, aux = self.model(images, aux=True)
@@ -174,6 +192,7 @@ class Trainer:
                     if self.step % tc.log_every == 0 or self.step == self.total:
                         # reading the loss syncs with the device: only on logging steps
                         record = {"step": self.step, "epoch": epoch, "lr": lr,
+                                  **({"drop_path": self.drop_path} if tc.drop_path > 0 else {}),
                                   **{k: float(v) for k, v in logs.items()}}
                         if not math.isfinite(record["loss"]):
                             raise SegnasError(f"loss became {record['loss']} at step {self.step}; lower "

@@ -1,9 +1,11 @@
 """Auto-DeepLab (Liu et al., CVPR 2019): a cell and a path through the scale trellis, searched together.
 
 The method composes the Auto-DeepLab space's supernet problem with a strategy;
-its own parts are its presets, the ``autodeeplab.genotype_args`` its derived
-networks are built with (the paper searches at F = 8, retrains at F = 20/32/48)
-and the drawing of each result next to its genotype.
+its own parts are its presets, the ``autodeeplab.genotype_args`` and
+``autodeeplab.down_transition`` its derived networks are built with (the paper
+searches at F = 8, retrains at F = 20/32/48; the ``cpu`` and ``paper`` presets
+build them with the authors' ``released`` transitions, as the zoo's S/M/L, the
+``tiny`` one keeps ``conv3x3``) and the drawing of each result next to its genotype.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                    "lr_min": 0.001, "weight_decay": 3e-4, "arch_lr": 3e-3, "arch_betas": [0.9, 0.999],
                    "arch_weight_decay": 1e-3, "select_images": 8,
                    "space_args": {"layers": 8, "blocks": 3, "filter_multiplier": 4, "stem": [16, 16, 32]}},
-        "autodeeplab": {"genotype_args": {"filter_multiplier": 20, "stem": [64, 64, 128]}},
+        "autodeeplab": {"genotype_args": {"filter_multiplier": 20, "stem": [64, 64, 128]},
+                        "down_transition": "released"},
     },
     "paper": {
         "data": {"crop": [321, 321], "scale_range": [0.5, 0.5]},
@@ -42,7 +45,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                    "lr_min": 0.001, "weight_decay": 3e-4, "arch_lr": 3e-3, "arch_betas": [0.9, 0.999],
                    "arch_weight_decay": 1e-3, "grad_clip": 5.0, "select_images": 16,
                    "space_args": {"layers": 12, "blocks": 5, "filter_multiplier": 8}},
-        "autodeeplab": {"genotype_args": {"filter_multiplier": 20}},
+        "autodeeplab": {"genotype_args": {"filter_multiplier": 20}, "down_transition": "released"},
     },
 }
 

@@ -2,8 +2,10 @@
 
 ``OPS`` maps an operator name to a factory ``(c_in, c_out, stride, widths) ->
 nn.Module`` (operators that resample and change widths, FasterSeg's);
-``cell_op(name, c)`` builds the shape-preserving operators of DARTS-style cells
-(``CELL_OPS``, Auto-DeepLab's). A space lists the names it searches over.
+``cell_op(name, c, stride)`` builds the operators of DARTS-style cells
+(``CELL_OPS``, Auto-DeepLab's; shape-preserving at stride 1). ``DropPath`` drops
+whole operator paths in training; ``set_drop_path`` sets its probability on a
+whole network. A space lists the names it searches over.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from collections.abc import Callable
 from torch import nn
 
 from .aspp import ASPP, upsample_to
-from .cellops import CELL_OPS, PARAMETER_FREE, AtrousConv, Pool, ReLUConvBN, SepConv, cell_op
+from .cellops import CELL_OPS, PARAMETER_FREE, AtrousConv, HalfSize, Pool, ReLUConvBN, SepConv, cell_op
 from .conv import Conv, Conv2x, ConvBNReLU, FactorizedReduce, Widths, ZoomedConv, conv_layer, norm_layer, set_width
+from .droppath import DropPath, set_drop_path
 from .slimmable import SlimBatchNorm2d, SlimConv2d
 
 OpFactory = Callable[[int, int, int, Widths], nn.Module]
@@ -46,6 +49,7 @@ def make_op(name: str, c_in: int, c_out: int, stride: int = 1, widths: Widths = 
 
 
 __all__ = [
-    "ASPP", "upsample_to", "CELL_OPS", "OPS", "PARAMETER_FREE", "AtrousConv", "Pool", "ReLUConvBN", "SepConv", "cell_op", "Conv", "Conv2x", "ConvBNReLU", "FactorizedReduce", "SlimBatchNorm2d", "SlimConv2d",
-    "ZoomedConv", "conv_layer", "make_op", "norm_layer", "reset_parameters", "set_width",
+    "ASPP", "upsample_to", "CELL_OPS", "OPS", "PARAMETER_FREE", "AtrousConv", "HalfSize", "Pool", "ReLUConvBN",
+    "SepConv", "cell_op", "Conv", "Conv2x", "ConvBNReLU", "DropPath", "FactorizedReduce", "SlimBatchNorm2d", "SlimConv2d",
+    "ZoomedConv", "conv_layer", "make_op", "norm_layer", "reset_parameters", "set_drop_path", "set_width",
 ]

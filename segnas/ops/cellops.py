@@ -1,10 +1,18 @@
 """Operators of DARTS-style cells (Auto-DeepLab's eight, DOTS' grouping).
 
-All keep the spatial size and the channel count (a cell resamples its inputs
-before its operators run). ``SepConv`` is two rounds of ReLU - depthwise -
-pointwise - BN; ``AtrousConv`` is ReLU - full (not depthwise) conv at rate 2 -
-BN, as Auto-DeepLab's authors built it; average pooling ignores the padding.
-``none`` (no connection) is not a module: a mixed edge leaves it out of the sum.
+At stride 1 all keep the spatial size and the channel count. ``SepConv`` is
+two rounds of ReLU - depthwise - pointwise - BN; ``AtrousConv`` is ReLU - full
+(not depthwise) conv at rate 2 - BN, as Auto-DeepLab's authors built it;
+average pooling ignores the padding. ``none`` (no connection) is not a module:
+a mixed edge leaves it out of the sum.
+
+Stride 2 (a cell that halves the size of its inputs, as the authors' released
+Auto-DeepLab network runs its cells going down) halves the size as a stride-2
+3x3 conv does (ceil on odd sizes): the separable conv strides its first
+depthwise conv, the atrous conv resizes bilinearly to half and then runs its
+kernel at rate 1 (the released network's choice), the pools stride, and
+``skip_connect`` becomes ReLU - stride-2 1x1 conv - BN (NASNet's identity at
+stride 2; segnas' reading, the published cell has no skip).
 """
 
 from __future__ import annotations
@@ -12,7 +20,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .aspp import upsample_to
 from .conv import conv_layer
+
+
+def _check_stride(stride: int) -> None:
+    if stride not in (1, 2):
+        raise ValueError(f"a cell operator's stride must be 1 or 2, got {stride}")
 
 
 class ReLUConvBN(nn.Sequential):
@@ -25,32 +39,50 @@ class ReLUConvBN(nn.Sequential):
 
 
 class SepConv(nn.Sequential):
-    """Depthwise-separable k x k conv, twice: (ReLU, depthwise, pointwise, BN) x 2."""
+    """Depthwise-separable k x k conv, twice: (ReLU, depthwise, pointwise, BN) x 2; a stride on the first."""
 
-    def __init__(self, c: int, kernel_size: int) -> None:
+    def __init__(self, c: int, kernel_size: int, stride: int = 1) -> None:
+        _check_stride(stride)
         layers: list[nn.Module] = []
-        for _ in range(2):
-            layers += [nn.ReLU(inplace=False), conv_layer(c, c, kernel_size, groups=c), conv_layer(c, c, 1),
+        for s in (stride, 1):
+            layers += [nn.ReLU(inplace=False), conv_layer(c, c, kernel_size, s, groups=c), conv_layer(c, c, 1),
                        nn.BatchNorm2d(c)]
         super().__init__(*layers)
 
 
-class AtrousConv(ReLUConvBN):
-    """k x k atrous conv at rate 2 over all channels (not depthwise)."""
+class HalfSize(nn.Module):
+    """Bilinear resize to half the size (ceil, the size a stride-2 3x3 conv gives on odd sizes)."""
 
-    def __init__(self, c: int, kernel_size: int, rate: int = 2) -> None:
-        super().__init__(c, c, kernel_size, dilation=rate)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        return upsample_to(x, ((h + 1) // 2, (w + 1) // 2))
+
+
+class AtrousConv(nn.Sequential):
+    """k x k atrous conv at rate 2 over all channels (not depthwise): ReLU - conv - BN.
+
+    At stride 2: ReLU - bilinear x0.5 - k x k conv at rate 1 - BN, as the authors' released network
+    runs it (the same weights; the half-size input replaces the dilation).
+    """
+
+    def __init__(self, c: int, kernel_size: int, rate: int = 2, stride: int = 1) -> None:
+        _check_stride(stride)
+        if stride == 1:
+            super().__init__(nn.ReLU(inplace=False), conv_layer(c, c, kernel_size, dilation=rate), nn.BatchNorm2d(c))
+        else:
+            super().__init__(nn.ReLU(inplace=False), HalfSize(), conv_layer(c, c, kernel_size), nn.BatchNorm2d(c))
 
 
 class Pool(nn.Module):
-    """3x3 average (padding not counted) or max pooling with stride 1."""
+    """3x3 average (padding not counted) or max pooling with stride 1 or 2."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, stride: int = 1) -> None:
         super().__init__()
+        _check_stride(stride)
         if kind == "avg":
-            self.pool: nn.Module = nn.AvgPool2d(3, 1, 1, count_include_pad=False)
+            self.pool: nn.Module = nn.AvgPool2d(3, stride, 1, count_include_pad=False)
         elif kind == "max":
-            self.pool = nn.MaxPool2d(3, 1, 1)
+            self.pool = nn.MaxPool2d(3, stride, 1)
         else:
             raise ValueError(f"unknown pooling {kind!r}")
 
@@ -58,16 +90,17 @@ class Pool(nn.Module):
         return self.pool(x)
 
 
-def cell_op(name: str, c: int) -> nn.Module:
-    """The cell operator ``name`` on ``c`` channels (stride 1, shape-preserving)."""
+def cell_op(name: str, c: int, stride: int = 1) -> nn.Module:
+    """The cell operator ``name`` on ``c`` channels: shape-preserving at stride 1, half the size at stride 2."""
+    _check_stride(stride)
     if name.startswith("sep_conv_"):
-        return SepConv(c, int(name[-1]))
+        return SepConv(c, int(name[-1]), stride)
     if name.startswith("atrous_conv_"):
-        return AtrousConv(c, int(name[-1]))
+        return AtrousConv(c, int(name[-1]), stride=stride)
     if name in ("avg_pool_3x3", "max_pool_3x3"):
-        return Pool(name[:3])
+        return Pool(name[:3], stride)
     if name == "skip_connect":
-        return nn.Identity()
+        return nn.Identity() if stride == 1 else ReLUConvBN(c, c, 1, stride=2)
     raise KeyError(name)
 
 

@@ -11,7 +11,13 @@ previous one's resolution. The cell has ``blocks`` blocks; block k adds two
 operators applied to two distinct earlier states (0 = h_{l-1}, 1 = h_{l-2},
 k' + 2 = block k' < k). ``none`` may be searched over but never appears in a
 genotype. ``filter_multiplier`` is the paper's F (8 in the search, 20/32/48 for
-Auto-DeepLab-S/M/L).
+Auto-DeepLab-S/M/L). ``down_transition`` is how the final network goes down a
+scale: ``conv3x3`` (segnas' reading of the paper's text, a stride-2 3x3 conv) or
+``released`` (the authors' released network: a 1x1 conv and strided cell
+operators, a ReLU before ASPP; Table 2's parameter counts); see ``network``.
+It was added after genotypes were first saved: a genotype without it builds
+``conv3x3``, and ``make_genotype`` leaves it out where it has that value, so
+such an architecture keeps the archid it had before the argument existed.
 
 Choices (fixed length ``layers + 4 * blocks``): the path, then per block
 ``input0, op0, input1, op1`` with op indices into ``space_args.ops``.
@@ -29,9 +35,11 @@ from ...errors import GenotypeError
 from ...genotype import Genotype
 from ...ops import CELL_OPS
 from ..base import Decision, SearchSpace, read_choice
-from .network import SCALES, AutoDeepLabNet
+from .network import DOWN_TRANSITIONS, SCALES, AutoDeepLabNet
 
 OPS = list(CELL_OPS) + ["none"]
+# arguments added after genotypes were first saved, with the value a genotype without them builds
+LATER_ARGS: dict[str, Any] = {"down_transition": "conv3x3"}
 
 
 def _positive_int(value: object) -> bool:
@@ -58,7 +66,7 @@ class AutoDeepLabSpace(SearchSpace):
 
     def default_args(self) -> dict[str, Any]:
         return {"layers": 12, "blocks": 5, "filter_multiplier": 20, "ops": list(OPS), "stem": [64, 64, 128],
-                "aspp_channels": 256, "decoder_channels": 256, "low_level_channels": 48}
+                "aspp_channels": 256, "decoder_channels": 256, "low_level_channels": 48, **LATER_ARGS}
 
     def check_args(self, args: dict[str, Any], source: str) -> None:
         """Raise GenotypeError naming the bad ``space_args`` field."""
@@ -75,6 +83,19 @@ class AutoDeepLabSpace(SearchSpace):
         if not isinstance(stem, list) or len(stem) != 3 or not all(map(_positive_int, stem)):
             raise GenotypeError(f"{source}: field 'space_args.stem' must be three positive integers "
                                 "(channels of the three stem convolutions)")
+        if args["down_transition"] not in DOWN_TRANSITIONS:
+            raise GenotypeError(f"{source}: field 'space_args.down_transition' is {args['down_transition']!r}; "
+                                f"choose one of {', '.join(DOWN_TRANSITIONS)} (conv3x3: a stride-2 3x3 conv "
+                                "going down; released: the authors' released network)")
+
+    def make_genotype(self, structure: dict[str, Any], args: dict[str, Any] | None = None,
+                      name: str | None = None, meta: dict[str, Any] | None = None) -> Genotype:
+        """As the base class, with ``LATER_ARGS`` left out where they have the value older genotypes built."""
+        g = super().make_genotype(structure, args, name, meta)
+        for key, value in LATER_ARGS.items():
+            if g.space_args.get(key) == value:
+                del g.space_args[key]
+        return g
 
     def check_structure(self, structure: dict[str, Any], args: dict[str, Any], source: str) -> None:
         self.check_args(args, source)
@@ -173,7 +194,8 @@ class AutoDeepLabSpace(SearchSpace):
         a = self.resolve_args(genotype.space_args)
         s = genotype.structure
         return AutoDeepLabNet(s["path"], s["cell"], num_classes, a["filter_multiplier"], a["stem"],
-                              a["aspp_channels"], a["decoder_channels"], a["low_level_channels"])
+                              a["aspp_channels"], a["decoder_channels"], a["low_level_channels"],
+                              a["down_transition"])
 
     def sample(self, rng: np.random.Generator, args: dict[str, Any] | None = None) -> Genotype:
         """A path drawn uniformly over all valid paths and a cell with uniform inputs and operators."""
@@ -196,8 +218,8 @@ class AutoDeepLabSpace(SearchSpace):
     def describe(self, genotype: Genotype) -> str:
         s, a = genotype.structure, self.resolve_args(genotype.space_args)
         names = ["h(l-1)", "h(l-2)"] + [f"block {k}" for k in range(len(s["cell"]))]
-        lines = [f"path ({len(s['path'])} layers, F = {a['filter_multiplier']}): "
-                 + " ".join(f"1/{SCALES[j]}" for j in s["path"]),
+        lines = [f"path ({len(s['path'])} layers, F = {a['filter_multiplier']}, down transition "
+                 f"{a['down_transition']}): " + " ".join(f"1/{SCALES[j]}" for j in s["path"]),
                  f"cell ({len(s['cell'])} blocks, output = concat of all blocks):"]
         for k, block in enumerate(s["cell"]):
             terms = " + ".join(f"{op}({names[i]})" for i, op in zip(block["inputs"], block["ops"]))
@@ -205,4 +227,4 @@ class AutoDeepLabSpace(SearchSpace):
         return "\n".join(lines)
 
 
-__all__ = ["AutoDeepLabSpace", "AutoDeepLabNet", "OPS", "SCALES", "path_counts"]
+__all__ = ["AutoDeepLabSpace", "AutoDeepLabNet", "DOWN_TRANSITIONS", "LATER_ARGS", "OPS", "SCALES", "path_counts"]

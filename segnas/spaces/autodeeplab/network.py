@@ -1,21 +1,42 @@
 """Auto-DeepLab building blocks and the final network (paper Sec. 3, 5.2).
 
 A layer at scale s (block width ``C_s = F * s / 4``) runs a cell over two
-inputs: h_{l-1}, brought from the previous layer's scale by a *transition*
-(stride-2 3x3 conv going down, 1x1 conv on the same scale, bilinear up + 1x1
-conv going up, as the paper), and h_{l-2}, resized bilinearly to this scale
-where it differs and reduced by a 1x1 conv. The cell's B blocks each add two
-operators over earlier states; the layer's output is the concatenation of
-the blocks (B * C_s channels).
+inputs, h_{l-1} from the previous layer and h_{l-2} from the one before. The
+cell's B blocks each add two operators over earlier states; the layer's output
+is the concatenation of the blocks (B * C_s channels).
 
-The final network (DeepLabv3+ style): three-conv stem (64, 64, 128; strides
-2, 1, 2), the decoded path of cells, ASPP on the last layer (rates 6/12/18 at
-output stride 16, scaled to the path's last scale), and the DeepLabv3+
-decoder on the last 1/4 feature (the stem's when the path never runs at 1/4).
-All convolutions in ASPP and decoder are plain 3x3: separable ones would
-put the multiply-adds far below the paper's Table 2. The remaining gaps
-(parameters +8..10%, multiply-adds -4.5..-5.5%) are pinned and explained in
-``tests/test_autodeeplab.py`` and the README.
+The paper's text gives: the cell and path (Fig. 3), C_s, the three-conv stem
+(64, 64, 128; strides 2, 1, 2), ASPP on the last layer and the DeepLabv3+
+decoder on a 1/4 feature, and for the search network "a stride 2 convolution"
+for every s/2 -> s connection and "bilinear upsampling followed by 1x1
+convolution" for every 2s -> s one. How h_{l-1} goes down in the *final*
+network is ``down_transition`` (a space argument, so it follows from the genotype):
+
+* ``conv3x3`` (segnas' reading, the default of genotypes without the argument):
+  ReLU - stride-2 3x3 conv - BN (the paper gives no kernel; 3x3 is segnas'
+  choice); the cell runs at stride 1 on inputs at its own scale.
+* ``released`` (the authors' released TensorFlow network): h_{l-1} passes
+  ReLU - 1x1 conv - BN at its own resolution and the cell's operators on
+  h_{l-1} and h_{l-2} run at stride 2 (an atrous operator at stride 2 is a
+  bilinear x0.5 and a rate-1 conv, see ``segnas.ops.cellops``); a ReLU precedes
+  ASPP (a cell outputs sums of BN outputs, ASPP's convs expect
+  activations). With it the zoo's S/M/L have Table 2's parameters (10.147 /
+  21.622 / 44.424 M against 10.15 / 21.62 / 44.42 M at 19 classes).
+
+Both: going up is bilinear x2 then ReLU - 1x1 conv - BN (the paper's text),
+the same scale that 1x1 alone (segnas' reading, as released); h_{l-2} is
+resized bilinearly to the size h_{l-1} enters the cell at (the layer's scale,
+or h_{l-1}'s own scale for a ``released`` cell going down) and reduced by
+ReLU - 1x1 conv - BN; layer 0's h_{l-2} is the stem's middle conv. Every cell operator except a stride-1 skip passes a ``DropPath``
+(identity unless a retraining sets ``train.drop_path``). segnas' reading for
+both: ASPP rates 6/12/18 at output stride 16, scaled to the path's last scale,
+256 channels, plain (not separable) 3x3 convolutions in ASPP and decoder
+(separable ones would put the multiply-adds far below Table 2), the decoder's
+1/4 feature is the last layer at 1/4 (the stem's output when the path never
+runs there). Multiply-adds (torch's counter) stay under Table 2 either way:
+-4.7 / -5.6 / -6.0% for S/M/L ``released``, -4.5 / -5.2 / -5.3% ``conv3x3``
+(pinned in ``tests/test_autodeeplab.py``); the authors' counting convention is
+the likely cause.
 """
 
 from __future__ import annotations
@@ -25,10 +46,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ...ops import ASPP, ConvBNReLU, ReLUConvBN, cell_op, upsample_to
+from ...ops import ASPP, ConvBNReLU, DropPath, ReLUConvBN, cell_op, upsample_to
 
 SCALES = (4, 8, 16, 32)
 DIRECTIONS = ("down", "same", "up")  # transition from the previous layer's scale index j-1, j, j+1
+DOWN_TRANSITIONS = ("conv3x3", "released")  # see the module docstring
 ASPP_RATES_OS16 = (6, 12, 18)
 
 
@@ -68,23 +90,36 @@ class Down(nn.Module):
         return self.conv(x)
 
 
-def transition(direction: str, c_in: int, c_out: int) -> nn.Module:
-    """The h_{l-1} input of a cell coming ``direction`` (down / same / up) into its scale."""
-    return Down(c_in, c_out) if direction == "down" else Resample1x1(c_in, c_out)
+def transition(direction: str, c_in: int, c_out: int, down: str = "conv3x3") -> nn.Module:
+    """The h_{l-1} input of a cell coming ``direction`` (down / same / up) into its scale.
+
+    ``down = "released"``: going down is a 1x1 at h_{l-1}'s own size; the cell's operators then stride.
+    """
+    return Down(c_in, c_out) if direction == "down" and down == "conv3x3" else Resample1x1(c_in, c_out)
 
 
 class Cell(nn.Module):
-    """A discrete cell: block k = op_a(state a) + op_b(state b); states 0 = h_{l-1}, 1 = h_{l-2}, k+2 = block k."""
+    """A discrete cell: block k = op_a(state a) + op_b(state b); states 0 = h_{l-1}, 1 = h_{l-2}, k+2 = block k.
 
-    def __init__(self, blocks: Sequence[dict], c: int) -> None:
+    ``stride`` 2 (a ``released`` cell going down): the operators on h_{l-1} and h_{l-2} halve the size.
+    Each operator's output passes ``drop`` (a whole path dropped per sample in training), except an
+    identity, which NASNet and DARTS never drop either.
+    """
+
+    def __init__(self, blocks: Sequence[dict], c: int, stride: int = 1) -> None:
         super().__init__()
         self.inputs = [tuple(int(i) for i in b["inputs"]) for b in blocks]
-        self.ops = nn.ModuleList(nn.ModuleList(cell_op(op, c) for op in b["ops"]) for b in blocks)
+        self.ops = nn.ModuleList(nn.ModuleList(cell_op(op, c, stride if i < 2 else 1)
+                                               for i, op in zip(b["inputs"], b["ops"])) for b in blocks)
+        self.drop = DropPath()  # no parameters: the state_dict is the one of a cell without it
+
+    def branch(self, op: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return x if isinstance(op, nn.Identity) else self.drop(op(x))
 
     def forward(self, h1: torch.Tensor, h2: torch.Tensor) -> torch.Tensor:
         states = [h1, h2]
         for (a, b), (op_a, op_b) in zip(self.inputs, self.ops):
-            states.append(op_a(states[a]) + op_b(states[b]))
+            states.append(self.branch(op_a, states[a]) + self.branch(op_b, states[b]))
         return torch.cat(states[2:], 1)
 
 
@@ -120,21 +155,29 @@ class AutoDeepLabNet(nn.Module):
 
     def __init__(self, path: Sequence[int], blocks: Sequence[dict], num_classes: int, filter_multiplier: int,
                  stem: Sequence[int] = (64, 64, 128), aspp_channels: int = 256, decoder_channels: int = 256,
-                 low_level_channels: int = 48) -> None:
+                 low_level_channels: int = 48, down_transition: str = "conv3x3") -> None:
         super().__init__()
+        if down_transition not in DOWN_TRANSITIONS:
+            raise ValueError(f"down_transition {down_transition!r}: choose one of {DOWN_TRANSITIONS}")
         self.path = [int(j) for j in path]
         nb, f = len(blocks), filter_multiplier
+        released = down_transition == "released"
         self.stem = make_stem(stem)
         # (channels, scale index) of h_{l-2} and h_{l-1}: the stem's middle conv and its output for layer 0
         prev2, prev1 = (stem[1], -1), (stem[2], 0)
         self.transitions, self.reduce, self.cells = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        self.in_scales: list[int] = []  # scale index each cell's inputs enter at (before a strided cell halves it)
         for j in self.path:
             c = block_channels(f, j)
-            self.transitions.append(transition(DIRECTIONS[prev1[1] - j + 1], prev1[0], c))
+            direction = DIRECTIONS[prev1[1] - j + 1]
+            strided = released and direction == "down"
+            self.in_scales.append(prev1[1] if strided else j)
+            self.transitions.append(transition(direction, prev1[0], c, down_transition))
             self.reduce.append(Resample1x1(prev2[0], c))
-            self.cells.append(Cell(blocks, c))
+            self.cells.append(Cell(blocks, c, 2 if strided else 1))
             prev2, prev1 = prev1, (nb * c, j)
         last = self.path[-1]
+        self.pre_aspp = nn.ReLU() if released else nn.Identity()
         rates = [max(1, r * 16 // SCALES[last]) for r in ASPP_RATES_OS16]
         self.aspp = ASPP(nb * block_channels(f, last), aspp_channels, rates)
         at_4 = [i for i, j in enumerate(self.path) if j == 0]
@@ -149,7 +192,7 @@ class AutoDeepLabNet(nn.Module):
         h2, h1 = h, self.stem[2](h)
         sizes = scale_sizes(h1.shape[-2:])
         low = h1
-        for i, (j, trans, red, cell) in enumerate(zip(self.path, self.transitions, self.reduce, self.cells)):
+        for i, (j, trans, red, cell) in enumerate(zip(self.in_scales, self.transitions, self.reduce, self.cells)):
             out = cell(trans(h1, sizes[j]), red(h2, sizes[j]))
             h2, h1 = h1, out
             if i == self.low_level:
@@ -158,5 +201,5 @@ class AutoDeepLabNet(nn.Module):
 
     def forward(self, x: torch.Tensor, aux: bool = False):
         last, low = self.features(x)
-        logits = upsample_to(self.decoder(self.aspp(last), low), x.shape[-2:])
+        logits = upsample_to(self.decoder(self.aspp(self.pre_aspp(last)), low), x.shape[-2:])
         return (logits, []) if aux else logits

@@ -7,13 +7,17 @@ backward pass only computes the gradients its step uses, so weight steps never
 touch alpha/beta and architecture steps skip every weight gradient.
 Every epoch the path (Viterbi) and cell (top-2) are decoded into a genotype
 whose space arguments are the search's, updated with ``autodeeplab.genotype_args``
-(the paper searches with F = 8 and retrains with F = 20/32/48).
+(the paper searches with F = 8 and retrains with F = 20/32/48) and
+``autodeeplab.down_transition`` (how the derived network goes down a scale:
+``conv3x3`` or the authors' ``released`` one). The supernet always goes down
+with the paper's stride-2 conv (3x3 in segnas), so ``down_transition`` belongs
+to the derived networks only and is refused in ``search.space_args``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch.utils.data import DataLoader
@@ -24,7 +28,7 @@ from ...config import RunConfig
 from ...losses import CrossEntropy
 from ...metrics import ConfusionMatrix
 from ...ops import reset_parameters
-from . import AutoDeepLabSpace
+from . import LATER_ARGS, AutoDeepLabSpace
 from .derive import decode_cell, viterbi
 from .supernet import AutoDeepLabSupernet
 
@@ -34,6 +38,9 @@ class AutoDeepLabConfig:
     """The ``autodeeplab.*`` section."""
 
     genotype_args: dict = field(default_factory=dict)  # space args of the derived networks (e.g. a larger F)
+    down_transition: str = LATER_ARGS["down_transition"]  # the derived networks': conv3x3 | released
+
+    CHOICES: ClassVar[dict[str, tuple]] = {"down_transition": ("conv3x3", "released")}
 
 
 class AutoDeepLabSearch:
@@ -51,10 +58,17 @@ class AutoDeepLabSearch:
     def check_config(cfg: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         """(search space arguments, derived genotypes' arguments); a ConfigError naming the bad key."""
         space = AutoDeepLabSpace()
+        section = cfg.autodeeplab
+        if cfg.search.space_args.get("down_transition", "conv3x3") != "conv3x3":
+            raise ConfigError("search.space_args.down_transition: the supernet goes down with the paper's stride-2 "
+                              "conv; the derived networks' transition is autodeeplab.down_transition")
+        if "down_transition" in section.genotype_args:
+            raise ConfigError("autodeeplab.genotype_args.down_transition: set autodeeplab.down_transition instead")
         try:
             args = space.resolve_args(cfg.search.space_args)
             space.check_args(args, "search.space_args")
-            genotype_args = space.resolve_args({**args, **cfg.autodeeplab.genotype_args})
+            genotype_args = space.resolve_args({**args, **section.genotype_args,
+                                                "down_transition": section.down_transition})
             space.check_args(genotype_args, "autodeeplab.genotype_args")
         except GenotypeError as e:
             raise ConfigError(str(e).replace("field 'space_args.", "field '")) from None
