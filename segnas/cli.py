@@ -38,7 +38,7 @@ def parse_hw(text: str) -> tuple[int, int]:
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default=None, help="dataset: synthetic (built-in), camvid, cityscapes, voc, ade20k, folder")
+    p.add_argument("--data", default=None, help="dataset: synthetic or planted-context (built-in), camvid, cityscapes, voc, ade20k, folder")
     p.add_argument("--root", default=None, help="dataset folder (camvid defaults to ../shared/data/camvid or $SEGNAS_CAMVID)")
     p.add_argument("--num-classes", type=int, default=None, help="class count (needed for 'folder'; checked otherwise)")
     p.add_argument("--preset", default="cpu", help="tiny (tests), cpu (minutes to an hour on 2 cores), paper (GPU)")

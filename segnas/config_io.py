@@ -85,7 +85,8 @@ MOVED_SEARCH_KEYS: dict[str, str] = {
 
 # options added after run configs were first saved, with the value that reproduces what runs saved before them did
 LATER_OPTIONS: dict[tuple[str, str], Any] = {("fasterseg", "sandwich_arch"): False, ("train", "patience"): None,
-                                             ("train", "drop_path"): 0.0, ("autodeeplab", "down_transition"): "conv3x3"}
+                                             ("train", "drop_path"): 0.0, ("autodeeplab", "down_transition"): "conv3x3",
+                                             ("fasterseg", "path_rule"): "paper", ("fasterseg", "teacher_ignore_skip"): False}
 
 
 def as_saved(data: dict[str, Any], sections: Iterable[str] = ()) -> dict[str, Any]:
@@ -105,6 +106,12 @@ def as_saved(data: dict[str, Any], sections: Iterable[str] = ()) -> dict[str, An
             value, owner = search.pop(key), MOVED_SEARCH_KEYS[key]
             if owner in sections and key not in out.get(owner, {}):
                 out.setdefault(owner, {})[key] = value
+    fasterseg = out.get("fasterseg")
+    if isinstance(fasterseg, dict) and "path_rule" not in fasterseg and isinstance(out.get("search"), dict):
+        # saved before the head's fusion block was an option: its genotypes were built with attention
+        space_args = dict(out["search"].get("space_args") or {})
+        space_args.setdefault("fusion", "attention")
+        out["search"]["space_args"] = space_args
     for (section, key), value in LATER_OPTIONS.items():
         if isinstance(out.get(section), dict):
             out[section].setdefault(key, value)

@@ -125,14 +125,36 @@ def test_console_entry_point_prints_no_traceback(tmp_path):
 def test_demo_quick(capsys, tmp_path):
     code, out, err = run_cli(capsys, "demo", "--quick", "--out", str(tmp_path / "demo"))
     assert code == 0, err
-    assert "val mIoU" in out and (tmp_path / "demo" / "student" / "checkpoints" / "best.pt").is_file()
+    assert "planted-context" in out and (tmp_path / "demo" / "student" / "checkpoints" / "best.pt").is_file()
     assert "fastest of 3 interleaved rounds" in out
-    table = {line[:18].strip(): line[18:].split() for line in out.splitlines()[-6:]}
-    for label in ("searched student", "zoo FasterSeg", "hand-designed", "searched teacher"):
-        miou, params, gmacs, latency, est = table[label]
+    table = {line[:18].strip(): line[18:].split() for line in out.splitlines()}
+    for label in ("searched student", "random student 1", "zoo FasterSeg", "hand-designed"):
+        miou, planted, params, gmacs, latency, est = table[label]
         assert 0 <= float(miou) <= 100 and float(params) > 0 and float(latency) > 0
         assert (est == "-") == (label == "zoo FasterSeg")
+        assert planted in ("yes", "no")
+    assert table["zoo FasterSeg"][1] == "yes" and table["hand-designed"][1] == "yes"  # both end a branch at 1/32
+    assert "vs median of 1 random students" in out
     assert (tmp_path / "demo" / "search" / "student.json").is_file()
+
+
+def test_demo_hand_designed_network_fits_the_planted_search_and_its_table():
+    """The full demo's settings (one branch): the hand-designed network must be estimable from the search's table."""
+    from segnas import planted
+    from segnas.demo import hand_designed
+    from segnas.methods import get_method
+    from segnas.methods.fasterseg import table_keys
+    from segnas.objectives import LatencyTable, latency_environment
+    from segnas.spaces import get_space
+
+    method = get_method("fasterseg")
+    cfg = method.config("cpu", overrides=planted.search_overrides(method))
+    keys, _ = table_keys(cfg, 3, cfg.fasterseg.deploy_size)
+    table = LatencyTable(latency_environment("cpu"), {k.id: float(i % 7 + 1) for i, k in enumerate(keys)})
+    args = get_space("fasterseg").resolve_args(cfg.search.space_args)
+    g = hand_designed(args, table, 3, 20.0, tuple(cfg.fasterseg.deploy_size))
+    assert len(g.structure["branches"]) == args["branches"] == 1
+    assert g.structure["branches"][0]["cells"][-1]["scale"] == 32 and method.has_planted(planted.DATASET, g)
 
 
 def test_resume_refuses_config_changes_but_allows_threads(capsys, tmp_path, folder_dataset):

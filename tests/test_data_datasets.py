@@ -316,7 +316,7 @@ def test_image_mask_folder_errors(tmp_path: Path) -> None:
 
 
 def test_build_dataset_registry(tmp_path: Path) -> None:
-    assert set(DATASETS) == {"camvid", "cityscapes", "voc", "ade20k", "folder", "synthetic"}
+    assert set(DATASETS) == {"camvid", "cityscapes", "voc", "ade20k", "folder", "synthetic", "planted-context"}
     make_camvid(tmp_path)
     ds = build_dataset("CamVid", str(tmp_path), "train", seed=3)
     assert isinstance(ds, CamVid) and ds.seed == 3

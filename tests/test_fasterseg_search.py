@@ -494,3 +494,27 @@ def test_latency_gaps_on_a_hand_made_table():
     assert gaps["width"] == pytest.approx(0)
     w = solve_latency_weights(gaps)
     assert w[2] == 0 and w[0] * gaps["operator"] == pytest.approx(w[1] * gaps["scale"])
+
+
+def test_auto_latency_weights_are_solved_from_the_search_table_and_recorded(tmp_path):
+    import yaml
+
+    from segnas.spaces.fasterseg.lut import latency_sensitivities, solve_latency_weights
+    from segnas.engine.session import resolve_device
+    from segnas.methods.fasterseg import table_keys
+    method = get_method("fasterseg")
+    cfg = method.config("tiny", overrides=["fasterseg.latency_weights=auto", "search.epochs=0"])
+    keys, _ = table_keys(cfg, 8, cfg.fasterseg.deploy_size)  # the synthetic dataset's 8 classes
+    rng = np.random.default_rng(0)
+    made_up = LatencyTable(latency_environment(resolve_device(cfg.device), cfg.threads),
+                           {k.id: float(v) for k, v in zip(keys, rng.uniform(1, 9, len(keys)))})
+    cfg.fasterseg.lut = str(made_up.save(tmp_path / "table.json"))
+    method.search(cfg, tmp_path / "run", progress=False)
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["fasterseg"]["latency_weights"]
+    assert isinstance(saved, list) and len(saved) == 3 and sum(saved) == pytest.approx(1, abs=1e-5)
+    table = LatencyTable.load(tmp_path / "table.json")
+    args = get_space("fasterseg").resolve_args(cfg.search.space_args)
+    gaps = latency_sensitivities(table, args, cfg.fasterseg.deploy_size, args["chis"], args["stem_chi"],
+                                 args["head_chi"])
+    assert saved == pytest.approx(solve_latency_weights(gaps), abs=1e-6)
+    assert min(gaps.values()) > 0  # a real table has a gap along every aspect

@@ -143,6 +143,11 @@ def test_older_run_configs_map_their_search_keys_once():
     old["search"]["tau"] = 0.25
     cfg = resumed_config({"config": old}, {"threads": 1}, "search", fs.sections("differentiable"))
     assert cfg.fasterseg.tau == 0.25 and cfg.fasterseg.ohem_min_kept == 16 and cfg.threads == 1
+    # its genotypes were built with the attention fusion block, the only one then; its decoding is the paper's
+    assert cfg.search.space_args["fusion"] == "attention" and cfg.fasterseg.path_rule == "paper"
+    fresh = to_dict(fs.config("tiny"))
+    assert resumed_config({"config": fresh}, None, "search", fs.sections("differentiable")).search.space_args.get(
+        "fusion", "plain") == "plain"
     assert not hasattr(cfg.search, "tau")
     adl = get_method("autodeeplab")
     old = _old_search_config("autodeeplab")
@@ -213,3 +218,30 @@ def test_a_run_folder_saved_before_method_sections_resumes_to_the_same_genotype(
     (run / "config.yaml").write_text(yaml.safe_dump(old))
     assert main(["search", "autodeeplab", "--out", str(run), "--resume", "--quiet"]) == 0
     assert (run / "genotype.json").read_text() == (tmp_path / "full" / "genotype.json").read_text()
+
+
+def test_each_method_states_the_planted_property_of_planted_context():
+    from segnas import zoo
+    from segnas.spaces import get_space
+
+    fs, adl = get_method("fasterseg"), get_method("autodeeplab")
+    assert fs.has_planted("planted-context", zoo.get("fasterseg"))  # its branches end at 1/32 and 1/16
+    fine = zoo.get("fasterseg").structure["branches"][1]["cells"]  # the 1/16 branch alone
+    assert not fs.has_planted("planted-context", get_space("fasterseg").make_genotype(
+        {"branches": [{"cells": fine}]}, zoo.get("fasterseg").space_args))
+    assert adl.has_planted("planted-context", zoo.get("autodeeplab-s"))  # its path reaches 1/32 at layer 9
+    g = zoo.get("autodeeplab-s")
+    low = get_space("autodeeplab").make_genotype(dict(g.structure, path=[0, 0, 1, 1, 2, 2, 1, 1, 0, 0, 1, 2]),
+                                                 g.space_args)
+    assert not adl.has_planted("planted-context", low)
+    with pytest.raises(ConfigError, match="no planted property"):
+        fs.has_planted("synthetic", zoo.get("fasterseg"))
+
+
+def test_planted_search_settings_make_a_valid_config_for_every_method_and_strategy():
+    from segnas import planted
+
+    for method in METHODS.values():
+        for strategy in method.strategies:
+            cfg = method.config("cpu", overrides=planted.search_overrides(method, strategy), strategy=strategy)
+            assert cfg.data.dataset == planted.DATASET and list(cfg.data.crop) == list(planted.SIZE)

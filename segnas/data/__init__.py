@@ -17,6 +17,7 @@ from segnas.data.camvid import CamVid
 from segnas.data.cityscapes import Cityscapes
 from segnas.data.folder import ImageMaskFolder
 from segnas.data.labels import IGNORE_INDEX
+from segnas.data.planted import PlantedContext
 from segnas.data.splits import load_splits, make_splits, save_splits
 from segnas.data.synthetic import SyntheticScenes
 from segnas.data.transforms import (
@@ -38,6 +39,7 @@ DATASETS: MappingProxyType[str, type[SegmentationDataset]] = MappingProxyType(
         "ade20k": ADE20K,
         "folder": ImageMaskFolder,
         "synthetic": SyntheticScenes,
+        "planted-context": PlantedContext,
     }
 )
 CAMVID_ENV = "SEGNAS_CAMVID"
@@ -52,6 +54,11 @@ def default_camvid_root() -> Path:
     return Path(os.path.normpath(repo_root / ".." / "shared" / "data" / "camvid"))
 
 
+def is_procedural(name: str) -> bool:
+    """Whether dataset ``name`` is generated (from the ``data.synthetic_*`` options) rather than read."""
+    return bool(getattr(DATASETS.get(name.lower()), "procedural", False))
+
+
 def build_dataset(
     name: str,
     root: str | os.PathLike[str] | None,
@@ -60,13 +67,13 @@ def build_dataset(
     seed: int = 0,
     **kwargs: Any,
 ) -> SegmentationDataset:
-    """Construct a registered dataset by name; ``root`` may be None for camvid and synthetic."""
+    """Construct a registered dataset by name; ``root`` may be None for camvid and the generated ones."""
     key = name.lower()
     if key not in DATASETS:
         raise DataError(f"dataset: unknown name {name!r}; known datasets are {', '.join(DATASETS)}")
     cls = DATASETS[key]
-    if cls is SyntheticScenes:
-        return SyntheticScenes(split, seed=seed, transform=transform, **kwargs)
+    if is_procedural(key):
+        return cls(split, seed=seed, transform=transform, **kwargs)
     if root is None:
         if cls is not CamVid:
             raise DataError(f"dataset: {name!r} needs a root folder; pass the path to its data")
@@ -81,6 +88,7 @@ __all__ = [
     "IGNORE_INDEX",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "PlantedContext",
     "VOC",
     "CamVid",
     "Cityscapes",
@@ -94,6 +102,7 @@ __all__ = [
     "colorize",
     "default_camvid_root",
     "denormalize",
+    "is_procedural",
     "load_splits",
     "make_splits",
     "save_splits",

@@ -165,6 +165,8 @@ class SyntheticScenes(SegmentationDataset):
     changing a run's seed does not change its data. Splits use disjoint streams.
     """
 
+    procedural = True  # generated from data.synthetic_* options, no folder
+
     def __init__(
         self,
         split: str = "train",

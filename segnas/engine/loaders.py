@@ -14,12 +14,12 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from ..config import DataConfig
-from ..data import EvalTransform, TrainTransform, build_dataset, default_camvid_root
+from ..data import EvalTransform, TrainTransform, build_dataset, default_camvid_root, is_procedural
 from ..errors import ConfigError
 
 
 def dataset_kwargs(cfg: DataConfig, split: str) -> dict:
-    if cfg.dataset == "synthetic":
+    if is_procedural(cfg.dataset):
         n = cfg.synthetic_train if split.startswith("train") else cfg.synthetic_val
         return {"num_images": n, "size": tuple(cfg.synthetic_size), "scene_seed": cfg.synthetic_seed}
     if cfg.dataset == "folder":

@@ -9,7 +9,7 @@ plus one entry in ``_MODULES``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
 from typing import Any, Callable
@@ -48,6 +48,17 @@ class Method:
     # ``segnas latency build`` for this space: (table, entries measured, calibration, lines to print)
     latency_table: Callable[..., Any] | None = None
     section_strategies: tuple[str, ...] | None = None  # strategies that read the section (None: all)
+    # planted-architecture dataset -> (the property that dataset rewards, stated for this space; its test)
+    planted: dict[str, tuple[str, Callable[[Genotype], bool]]] = field(default_factory=dict)
+
+    def has_planted(self, dataset: str, genotype: Genotype) -> bool:
+        """Whether ``genotype`` has the property planted in ``dataset`` (a ConfigError if none is stated)."""
+        if dataset not in self.planted:
+            raise ConfigError(f"method {self.name} states no planted property for dataset {dataset!r}; "
+                              f"it does for: {', '.join(self.planted) or 'none'}")
+        if genotype.space != self.space:
+            raise GenotypeError(f"genotype of space {genotype.space!r}: method {self.name} judges {self.space!r} ones")
+        return bool(self.planted[dataset][1](genotype))
 
     def sections(self, strategy: str) -> dict[str, Any]:
         """Fresh config sections of this method and ``strategy`` (name -> dataclass)."""

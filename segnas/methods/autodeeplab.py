@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from ..config import RunConfig
+from ..genotype import Genotype
 from ..report.draw import draw_autodeeplab
 from ..spaces.autodeeplab.network import SCALES
 from ..spaces.autodeeplab.search import AutoDeepLabConfig, AutoDeepLabSearch
@@ -75,9 +76,15 @@ def report(result: dict[str, Any], out: Path) -> list[str]:
     return lines
 
 
+def reaches_coarsest(genotype: Genotype) -> bool:
+    """A path reaching 1/32: what ``planted-context`` rewards (its cue lies beyond a fine path's reach)."""
+    return max(genotype.structure["path"]) == len(SCALES) - 1
+
+
 METHOD = Method(
     name="autodeeplab", title="Auto-DeepLab (Liu et al., CVPR 2019)", space="autodeeplab",
     strategies=("differentiable", "random"), presets=PRESETS, section=AutoDeepLabConfig,
     outputs=("genotype",), primary="genotype", problem=make_problem, check=AutoDeepLabSearch.check_config,
     sample_args=sample_args, draw=draw_autodeeplab, draw_results=True, report=report, epoch_line=epoch_line,
+    planted={"planted-context": ("a path reaching 1/32", reaches_coarsest)},
 )

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from ..config import RunConfig, to_dict
+from ..genotype import Genotype
 from ..engine.rundir import write_yaml
 from ..objectives.latency import LatencyMiss, LatencyTable, latency_environment
 from ..report.draw import draw_fasterseg
@@ -116,8 +117,7 @@ def make_problem(cfg: RunConfig, data, run: Path, device: torch.device, progress
     table = fasterseg_table(cfg, data.num_classes, run, device, progress)
     problem = FasterSegSearch(cfg, data.num_classes, data.ignore_index, table, cfg.seed, device)
     if problem.latency_gaps is not None:
-        cfg.fasterseg.latency_weights = [round(w, 6) for w in problem.latency_weights]
-        problem.latency_weights = list(cfg.fasterseg.latency_weights)
+        cfg.fasterseg.latency_weights = list(problem.latency_weights)
         write_yaml(run / "config.yaml", to_dict(cfg))
         if progress:
             gaps = problem.latency_gaps
@@ -163,6 +163,11 @@ def report(result: dict[str, Any], out: Path) -> list[str]:
     return lines
 
 
+def has_coarse_branch(genotype: Genotype) -> bool:
+    """A branch ending at 1/32: what ``planted-context`` rewards (its cue lies beyond a 1/8-1/16 reach)."""
+    return any(b["cells"][-1]["scale"] == 32 for b in genotype.structure["branches"])
+
+
 METHOD = Method(
     name="fasterseg", title="FasterSeg (Chen et al., ICLR 2020)", space="fasterseg",
     strategies=("differentiable", "random"), presets=PRESETS, section=FasterSegConfig,
@@ -170,4 +175,5 @@ METHOD = Method(
     hooks=lambda cfg: [AdaptiveLambda()], check=FasterSegSearch.check_config,
     draw=draw_fasterseg, report=report, epoch_line=epoch_line, latency_table=build_table,
     section_strategies=("differentiable",),  # a random search draws students: no table, no co-search
+    planted={"planted-context": ("a branch ending at 1/32", has_coarse_branch)},
 )

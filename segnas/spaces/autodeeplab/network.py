@@ -24,7 +24,7 @@ network is ``down_transition`` (a space argument, so it follows from the genotyp
   21.622 / 44.424 M against 10.15 / 21.62 / 44.42 M at 19 classes).
 
 Both: going up is bilinear x2 then ReLU - 1x1 conv - BN (the paper's text),
-the same scale that 1x1 alone (segnas' reading, as released); h_{l-2} is
+at the same scale the 1x1 alone (segnas' reading, as released); h_{l-2} is
 resized bilinearly to the size h_{l-1} enters the cell at (the layer's scale,
 or h_{l-1}'s own scale for a ``released`` cell going down) and reduced by
 ReLU - 1x1 conv - BN; layer 0's h_{l-2} is the stem's middle conv. Every cell operator except a stride-1 skip passes a ``DropPath``

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...errors import ConfigError
 from ...genotype import Genotype
 from ...objectives.latency import LatencyTable, OpKey, interleaved_fastest, op_probe
 from .network import SCALES, FusionHead, Refine, branch_specs, fusion_of, make_stem
@@ -114,6 +115,7 @@ def space_keys(args: dict[str, Any], hw: Sequence[int], num_classes: int,
             keys += [refine_key(16, c, h16, cf, sizes) for cf in opts["in"][16]]
         for c in sorted(set(opts["same"][16]) | {h16}):  # 16 -> 8 (from a 1/16 or a refined 1/32 branch)
             keys += [refine_key(8, c, h8, cf, sizes) for cf in opts["in"][8]]
+        # a search's space_args: a missing fusion is the default (plain), unlike a genotype file's
         keys += [head_key(n * h8, num_classes, hw, args.get("fusion", "plain")) for n in range(1, int(args["branches"]) + 1)]
     return list(dict.fromkeys(keys))
 
@@ -283,5 +285,6 @@ def solve_latency_weights(gaps: dict[str, float]) -> list[float]:
     """
     inverse = [1.0 / g if g > 0 else 0.0 for g in (gaps["operator"], gaps["scale"], gaps["width"])]
     if sum(inverse) == 0:
-        raise ValueError("the table gives no latency gap along operators, scales or widths: nothing to weigh")
+        raise ConfigError("fasterseg.latency_weights=auto: the latency table gives no gap along operators, "
+                          "scales or widths, so there is nothing to weigh; give the three weights instead")
     return [v / sum(inverse) for v in inverse]

@@ -42,6 +42,7 @@ class SegHead(nn.Module):
 
 FUSIONS = ("plain", "attention")
 
+
 def fusion_of(space_args: dict) -> str:
     """The head's fusion block; files from before the ``fusion`` field were built with attention."""
     return str(space_args.get("fusion", "attention"))

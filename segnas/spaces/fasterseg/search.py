@@ -104,7 +104,7 @@ class FasterSegSearch:
         if fc.latency_weights == "auto":
             self.latency_gaps = latency_sensitivities(table, self.args, fc.deploy_size, st["chis"], st["stem_chi"],
                                                       st["head_chi"])
-            self.latency_weights = solve_latency_weights(self.latency_gaps)
+            self.latency_weights = [round(w, 6) for w in solve_latency_weights(self.latency_gaps)]
         else:
             self.latency_weights = [float(w) for w in fc.latency_weights]
         self.criterion = OhemCrossEntropy(ignore_index, fc.ohem_thresh, fc.ohem_min_kept)
@@ -123,7 +123,8 @@ class FasterSegSearch:
         if cfg.search.select_images < 1:
             raise ConfigError("search.select_images: FasterSeg scores its branch candidates on trainB images; "
                               "set it to 1 or more")
-        if cfg.fasterseg.path_rule == "authors" and args["layers"] < 5:
+        own = getattr(cfg, "fasterseg", None)  # a random search has no fasterseg section
+        if own is not None and own.path_rule == "authors" and args["layers"] < 5:
             raise ConfigError(f"config key 'fasterseg.path_rule' is 'authors', which needs 5 or more layers; "
                               f"search.space_args.layers is {args['layers']}: raise it or use path_rule=paper")
         if "skip" in args["ops"] and len(args["ops"]) == 1:
