@@ -14,7 +14,9 @@ strategy this benchmark runs a search per seed at a CPU budget
   (around the median searched cost) retrained by one recipe from scratch;
   searched vs the random median;
 * does the property matter: the retrained random architectures with the
-  property vs those without (same band), topped up to 2 of each.
+  property vs those without (same band), topped up to 2 of each where the
+  band has them; and ``--pairs`` pairs of random architectures, one with and
+  one without the property, whose costs differ by at most 25%.
 
 Target: every one-shot method finds the property in >= 4 of 5 seeds and beats
 the random median.
@@ -55,6 +57,8 @@ def main() -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--random", type=int, default=5, help="random architectures retrained (default 5)")
     p.add_argument("--no-retrain", action="store_true", help="rates only")
+    p.add_argument("--pairs", type=int, default=3,
+                   help="random (with, without the property) pairs of equal cost retrained (default 3)")
     p.add_argument("--search-set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--train-set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", default=None, help="run folder (default runs/planted-<method>-<strategy>)")
@@ -108,6 +112,7 @@ def main() -> int:
         return trained[g.archid]["miou"]
 
     randoms: list[dict] = []
+    pairs: list[dict] = []
     if not args.no_retrain:
         for s in searches:
             s["miou"] = train(f"searched-s{s['seed']}", s["genotype"])
@@ -119,6 +124,10 @@ def main() -> int:
         for i, g in enumerate(chosen):
             train(f"random{i}", g)
             randoms.append({**trained[g.archid], "archid": g.archid, "in_median": i < args.random})
+        for k, pair in enumerate(planted.matched_pairs(method, base, num_classes, args.pairs, rng)):
+            for side, g in zip(("with", "without"), pair):
+                train(f"pair{k}-{side}", g)
+            pairs.append({side: {**trained[g.archid], "archid": g.archid} for side, g in zip(("with", "without"), pair)})
 
     natural = [r["miou"] for r in randoms if r["in_median"]]
     median = statistics.median(natural) if natural else None
@@ -140,6 +149,9 @@ def main() -> int:
         "searched_beats_random_median": (None if median is None else
                                          sum(s["miou"] > median for s in searches)),
         "property_gap_miou": (statistics.mean(with_p) - statistics.mean(without)) if with_p and without else None,
+        "pairs": pairs,
+        "pairs_gap_miou": (statistics.mean(p["with"]["miou"] - p["without"]["miou"] for p in pairs)
+                           if pairs else None),
         "target": "property found in >= 4 of 5 seeds and searched above the random median",
         "machine": machine(), "wall_s": time.perf_counter() - t0,
     }
@@ -152,6 +164,10 @@ def main() -> int:
             return ", ".join(f"{100 * v:.1f}" for v in values)
         print(f"retrained mIoU: searched {pct(s['miou'] for s in searches)} vs random median {100 * median:.1f}; "
               f"with the property {pct(with_p)} vs without {pct(without)}")
+    if pairs:
+        print(f"random pairs of equal cost (+-{100 * planted.BAND:.0f}% multiply-adds), with vs without the property: "
+              + "; ".join(f"{100 * p['with']['miou']:.1f} vs {100 * p['without']['miou']:.1f}" for p in pairs)
+              + f" (mean gap {100 * result['pairs_gap_miou']:+.1f})")
     return 0
 
 

@@ -12,7 +12,7 @@ far beyond a fine branch's receptive field: a network needs a branch ending at
 3. prints mIoU, whether each has the planted property, parameters,
    multiply-adds and measured CPU latency side by side.
 
-Everything is small enough for about five minutes on two CPU cores; the
+Everything is small enough for about six minutes on two CPU cores; the
 figures show the search at work, not the paper's numbers.
 """
 

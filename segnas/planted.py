@@ -78,6 +78,30 @@ def random_in_band(method: Method, cfg: RunConfig, reference: float, num_classes
     return list(found.values())
 
 
+def matched_pairs(method: Method, cfg: RunConfig, num_classes: int, count: int, rng: np.random.Generator,
+                  draws: int = 400) -> list[tuple[Genotype, Genotype]]:
+    """Up to ``count`` (with, without the planted property) pairs of random architectures whose costs
+    differ by at most BAND, closest first: the property's effect at equal cost."""
+    seen: dict[str, tuple[Genotype, float, bool]] = {}
+    for _ in range(draws):
+        g = method.sample(rng, cfg)
+        if g.archid not in seen:
+            seen[g.archid] = (g, cost(g, num_classes), method.has_planted(DATASET, g))
+    withs = [(g, c) for g, c, p in seen.values() if p]
+    withouts = [(g, c) for g, c, p in seen.values() if not p]
+    candidates = sorted(((abs(cw - co) / max(cw, co), i, j) for i, (_, cw) in enumerate(withs)
+                         for j, (_, co) in enumerate(withouts)), key=lambda t: t[0])
+    pairs, used_w, used_o = [], set(), set()
+    for gap, i, j in candidates:
+        if gap > BAND or len(pairs) == count:
+            break
+        if i not in used_w and j not in used_o:
+            used_w.add(i)
+            used_o.add(j)
+            pairs.append((withs[i][0], withouts[j][0]))
+    return pairs
+
+
 def property_rate(method: Method, cfg: RunConfig, reference: float, num_classes: int, rng: np.random.Generator,
                   draws: int = 200) -> dict[str, Any]:
     """How often random architectures of the band have the planted property (and how many were in it)."""
