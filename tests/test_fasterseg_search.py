@@ -459,6 +459,8 @@ def test_path_rule_and_teacher_skip_reach_the_search_decoding():
     assert [[8, 16, 32].index(c["scale"]) for c in branches[2]] == authors_path(betas, 2, 6)
     with pytest.raises(Exception, match="path_rule"):
         fs_cfg(args, path_rule="nearest")
+    with pytest.raises(Exception, match="there is no teacher"):
+        fs_cfg(args, teacher_ignore_skip=True, cosearch=False)
     with pytest.raises(Exception, match="5 or more layers"):
         FasterSegSearch.check_config(fs_cfg(dict(ARGS, layers=4), path_rule="authors"))
 

@@ -79,6 +79,9 @@ class FasterSegConfig:
         if self.adaptive_lambda and self.target_latency_ms is None:
             raise ConfigError("config key 'fasterseg.adaptive_lambda' needs a target: set fasterseg.target_latency_ms")
         check_size("fasterseg.deploy_size", self.deploy_size)
+        if self.teacher_ignore_skip and not self.cosearch:
+            raise ConfigError("config key 'fasterseg.teacher_ignore_skip' decodes the teacher, but "
+                              "fasterseg.cosearch is false: there is no teacher; drop one of them")
         if self.path_rule not in PATH_RULES:
             raise ConfigError(f"config key 'fasterseg.path_rule' is {self.path_rule!r}; use one of {list(PATH_RULES)}")
 
