@@ -13,6 +13,7 @@ the search.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -64,17 +65,23 @@ def cost(genotype: Genotype, num_classes: int, size: tuple[int, int] = SIZE) -> 
     return float(profile(net, (1, 3, *size), latency=False)["macs"])
 
 
+def _drawn(method: Method, cfg: RunConfig, num_classes: int, rng: np.random.Generator,
+           draws: int) -> Iterator[tuple[Genotype, float]]:
+    """Random architectures of ``cfg``'s space as the search would derive them, with their cost."""
+    for _ in range(draws):
+        g = method.sample(rng, cfg)
+        yield g, cost(g, num_classes)
+
+
 def random_in_band(method: Method, cfg: RunConfig, reference: float, num_classes: int, count: int,
                    rng: np.random.Generator, draws: int = 400) -> list[Genotype]:
-    """Up to ``count`` distinct random architectures of ``cfg``'s space whose cost is within BAND of
-    ``reference``, drawn as the search's space would derive them (``Method.sample``)."""
+    """Up to ``count`` distinct random architectures whose cost is within BAND of ``reference``."""
     found: dict[str, Genotype] = {}
-    for _ in range(draws):
-        if len(found) == count:
-            break
-        g = method.sample(rng, cfg)
-        if g.archid not in found and abs(cost(g, num_classes) - reference) <= BAND * reference:
-            found[g.archid] = g
+    for g, c in _drawn(method, cfg, num_classes, rng, draws):
+        if abs(c - reference) <= BAND * reference:
+            found.setdefault(g.archid, g)
+            if len(found) == count:
+                break
     return list(found.values())
 
 
@@ -82,15 +89,11 @@ def matched_pairs(method: Method, cfg: RunConfig, num_classes: int, count: int, 
                   draws: int = 400) -> list[tuple[Genotype, Genotype]]:
     """Up to ``count`` (with, without the planted property) pairs of random architectures whose costs
     differ by at most BAND, closest first: the property's effect at equal cost."""
-    seen: dict[str, tuple[Genotype, float, bool]] = {}
-    for _ in range(draws):
-        g = method.sample(rng, cfg)
-        if g.archid not in seen:
-            seen[g.archid] = (g, cost(g, num_classes), method.has_planted(DATASET, g))
-    withs = [(g, c) for g, c, p in seen.values() if p]
-    withouts = [(g, c) for g, c, p in seen.values() if not p]
-    candidates = sorted(((abs(cw - co) / max(cw, co), i, j) for i, (_, cw) in enumerate(withs)
-                         for j, (_, co) in enumerate(withouts)), key=lambda t: t[0])
+    seen = {g.archid: (g, c) for g, c in _drawn(method, cfg, num_classes, rng, draws)}
+    withs = [(g, c) for g, c in seen.values() if method.has_planted(DATASET, g)]
+    withouts = [(g, c) for g, c in seen.values() if not method.has_planted(DATASET, g)]
+    candidates = sorted((abs(cw - co) / max(cw, co), i, j) for i, (_, cw) in enumerate(withs)
+                        for j, (_, co) in enumerate(withouts))
     pairs, used_w, used_o = [], set(), set()
     for gap, i, j in candidates:
         if gap > BAND or len(pairs) == count:
@@ -105,9 +108,6 @@ def matched_pairs(method: Method, cfg: RunConfig, num_classes: int, count: int, 
 def property_rate(method: Method, cfg: RunConfig, reference: float, num_classes: int, rng: np.random.Generator,
                   draws: int = 200) -> dict[str, Any]:
     """How often random architectures of the band have the planted property (and how many were in it)."""
-    flags = []
-    for _ in range(draws):
-        g = method.sample(rng, cfg)
-        if abs(cost(g, num_classes) - reference) <= BAND * reference:
-            flags.append(method.has_planted(DATASET, g))
+    flags = [method.has_planted(DATASET, g) for g, c in _drawn(method, cfg, num_classes, rng, draws)
+             if abs(c - reference) <= BAND * reference]
     return {"in_band": len(flags), "drawn": draws, "rate": statistics.mean(flags) if flags else None}
