@@ -80,7 +80,7 @@ def run_demo(out: Path | None = None, quick: bool = False) -> int:
     prop = method.planted[planted.DATASET][0]
     print(f"segnas demo: FasterSeg search on the built-in planted dataset {planted.DATASET} "
           f"({search_cfg.data.synthetic_train} images, {planted.SIZE[0]}x{planted.SIZE[1]}: a target's class is "
-          f"the colour of the nearest beacon; reaching it takes {prop}), preset {preset}; all networks train "
+          f"the colour of the nearest beacon; the planted property: {prop}), preset {preset}; all networks train "
           "from scratch (no pretrained weights offline)")
     method.search(search_cfg, out / "search", progress=not quick)
     search_s = time.perf_counter() - t0

@@ -1,7 +1,7 @@
 """Searches on planted-architecture data: the settings the demo and ``benchmarks/planted.py`` share.
 
-A planted dataset (``segnas.data.planted``) rewards one architecture property
-that each method states for its space (``Method.planted``). Judging a search
+A planted dataset (``segnas.data.planted``) is built to reward one architecture
+property that each method states for its space (``Method.planted``). Judging a search
 there needs three things beside the search itself: the same CPU budget for
 every run, random architectures of the searched one's cost band, and one
 retraining recipe for all of them. The cost band is measured in multiply-adds

@@ -1,4 +1,4 @@
-"""Planted-architecture datasets: procedural scenes where the best architecture is known by construction.
+"""Planted-architecture datasets: procedural scenes built so that one architecture property should matter.
 
 ``planted-context``: every scene holds two *beacons*, a red and a green disc,
 one in the left third of the image and one in the right third, and a few grey
