@@ -14,6 +14,14 @@ def _cfg(name, **random):
         "data": {"dataset": "synthetic"}, **({"random": random} if random else {})})
 
 
+def test_trials_train_without_drop_path_whatever_the_retraining_setting(tmp_path):
+    method = get_method("fasterseg")  # its networks have no DropPath: a retrain would refuse 0.3
+    cfg = method.config("tiny", strategy="random", overrides=["train.drop_path=0.3"],
+                                         extra={"data": {"dataset": "synthetic"}, "random": {"trials": 1}})
+    result = method.search(cfg, tmp_path / "run", progress=False)
+    assert len(result["trials"]) == 1 and 0 <= result["trials"][0]["miou"] <= 1
+
+
 @pytest.mark.parametrize("name", ["fasterseg", "autodeeplab"])
 def test_random_search_keeps_the_best_trial_and_resumes_to_the_same_genotype(name, tmp_path):
     method = get_method(name)

@@ -90,7 +90,9 @@ def run_random(method, cfg: RunConfig, out: str | Path, resume: bool = False, st
         session.begin()
         trials: list[dict[str, Any]] = list(ckpt["search"]["trials"]) if ckpt is not None else []
         session.open_logs(len(trials))
-        tc = dataclasses.replace(cfg.train, eval_every=rc.steps)  # one evaluation, at the end of the budget
+        # one evaluation, at the end of the budget; DropPath is a retraining regulariser (and not every
+        # space has it): trials train without it
+        tc = dataclasses.replace(cfg.train, eval_every=rc.steps, drop_path=0.0)
         t_start = time.perf_counter()
         while len(trials) < rc.trials:
             i = len(trials)
