@@ -19,8 +19,7 @@ from ..engine.rundir import write_yaml
 from ..objectives.latency import LatencyMiss, LatencyTable, latency_environment
 from ..report.draw import draw_fasterseg
 from ..spaces.fasterseg import FasterSegSpace
-from ..spaces.fasterseg.lut import (calibrate_table, latency_sensitivities, probe, solve_latency_weights,
-                                    space_keys)
+from ..spaces.fasterseg.lut import calibrate_table, probe, space_keys, table_latency_weights
 from ..spaces.fasterseg.search import FasterSegConfig, FasterSegSearch
 from . import Method
 
@@ -102,12 +101,10 @@ def build_table(cfg: RunConfig, num_classes: int, hw, out: Path, extend: bool, r
     measured = table.build(keys, probe, device, repeats=repeats, progress=progress)
     cal = calibrate_table(table, meta["space_args"], hw, num_classes, device, repeats=repeats, seed=cfg.seed)
     args = meta["space_args"]
-    gaps = latency_sensitivities(table, args, hw, args["chis"], args["stem_chi"], args["head_chi"])
-    weights = [round(w, 6) for w in solve_latency_weights(gaps)]
+    weights, gaps, text = table_latency_weights(table, args, hw, args["chis"], args["stem_chi"], args["head_chi"])
     table.meta["latency_gaps_ms"], table.meta["latency_weights"] = gaps, weights
-    lines = [f"latency weights solved from this table (paper footnote 1: w1*gap_O = w2*gap_s = w3*gap_chi): "
-             f"{weights} (gaps: operator {gaps['operator']:.3g} ms, scale {gaps['scale']:.3g} ms, width "
-             f"{gaps['width']:.3g} ms); a search uses them with --set fasterseg.latency_weights=auto"]
+    lines = [f"{text} (paper footnote 1: w1*gap_O = w2*gap_s = w3*gap_chi); a search uses them with "
+             "--set fasterseg.latency_weights=auto"]
     return table, measured, cal, lines
 
 
@@ -116,13 +113,11 @@ def make_problem(cfg: RunConfig, data, run: Path, device: torch.device, progress
     written into the run's config, so the run records (and a resume uses) the numbers it ran with."""
     table = fasterseg_table(cfg, data.num_classes, run, device, progress)
     problem = FasterSegSearch(cfg, data.num_classes, data.ignore_index, table, cfg.seed, device)
-    if problem.latency_gaps is not None:
+    if problem.solved_weights is not None:
         cfg.fasterseg.latency_weights = list(problem.latency_weights)
         write_yaml(run / "config.yaml", to_dict(cfg))
         if progress:
-            gaps = problem.latency_gaps
-            print(f"latency weights solved from the table: w = {cfg.fasterseg.latency_weights} (latency gaps: "
-                  f"operator {gaps['operator']:.3g} ms, scale {gaps['scale']:.3g} ms, width {gaps['width']:.3g} ms)")
+            print(problem.solved_weights)
     return problem
 
 

@@ -288,3 +288,13 @@ def solve_latency_weights(gaps: dict[str, float]) -> list[float]:
         raise ConfigError("fasterseg.latency_weights=auto: the latency table gives no gap along operators, "
                           "scales or widths, so there is nothing to weigh; give the three weights instead")
     return [v / sum(inverse) for v in inverse]
+
+
+def table_latency_weights(table: LatencyTable, args: dict[str, Any], hw: Sequence[int], chis: Sequence[int],
+                          stem_chi: int, head_chi: int) -> tuple[list[float], dict[str, float], str]:
+    """(weights solved from ``table``, rounded as recorded; the gaps they balance; a line describing both)."""
+    gaps = latency_sensitivities(table, args, hw, chis, stem_chi, head_chi)
+    weights = [round(w, 6) for w in solve_latency_weights(gaps)]
+    text = (f"latency weights solved from the table: {weights} (gaps: operator {gaps['operator']:.3g} ms, "
+            f"scale {gaps['scale']:.3g} ms, width {gaps['width']:.3g} ms)")
+    return weights, gaps, text

@@ -28,7 +28,7 @@ from ...ops import reset_parameters
 from ...objectives.latency import LatencyTable
 from . import FasterSegSpace
 from .derive import PATH_RULES, decode_branch, select, target_score
-from .lut import RelaxedLatency, estimate_latency, latency_sensitivities, solve_latency_weights
+from .lut import RelaxedLatency, estimate_latency, table_latency_weights
 from .supernet import FasterSegSupernet, subset_name
 
 
@@ -103,11 +103,10 @@ class FasterSegSearch:
         st = self.net.specs["student"]
         self.relaxed = RelaxedLatency(table, self.args, fc.deploy_size, st["chis"], st["stem_chi"], st["head_chi"],
                                       self.device)
-        self.latency_gaps: dict[str, float] | None = None
+        self.solved_weights: str | None = None  # how ``auto`` weights were solved, for the log
         if fc.latency_weights == "auto":
-            self.latency_gaps = latency_sensitivities(table, self.args, fc.deploy_size, st["chis"], st["stem_chi"],
-                                                      st["head_chi"])
-            self.latency_weights = [round(w, 6) for w in solve_latency_weights(self.latency_gaps)]
+            self.latency_weights, _, self.solved_weights = table_latency_weights(
+                table, self.args, fc.deploy_size, st["chis"], st["stem_chi"], st["head_chi"])
         else:
             self.latency_weights = [float(w) for w in fc.latency_weights]
         self.criterion = OhemCrossEntropy(ignore_index, fc.ohem_thresh, fc.ohem_min_kept)
