@@ -16,13 +16,18 @@ strategy this benchmark runs a search per seed at a CPU budget
 * does the property matter: the retrained random architectures with the
   property vs those without (same band), topped up to 2 of each where the
   band has them; and ``--pairs`` pairs of random architectures, one with and
-  one without the property, whose costs differ by at most 25%.
+  one without the property, whose costs differ by at most 25%. ``--matters``
+  runs these pairs alone (no search): the dataset's claim that the property
+  is necessary, a gap of >= 10 mIoU.
 
-Target: every one-shot method finds the property in >= 4 of 5 seeds and beats
-the random median.
+Scenes are the benchmark's 32x448 (``segnas.planted.BENCH``), where the
+property is necessary, or with ``--scenes demo`` the demo's 64x96, where it
+only speeds learning. Target: every one-shot method finds the property in >= 4
+of 5 seeds and beats the random median.
 
-    python benchmarks/planted.py --method fasterseg --seeds 0 1 2 3 4 --json benchmarks/results/planted_fasterseg_cpu.json
-    python benchmarks/planted.py --method autodeeplab --strategy random --seeds 0 1 2
+    python benchmarks/planted.py --method fasterseg --matters --pairs 3 --json benchmarks/results/planted_fasterseg_matters.json
+    python benchmarks/planted.py --method fasterseg --seeds 0 1 2 3 4 --json benchmarks/results/planted_fasterseg_32x448.json
+    python benchmarks/planted.py --method autodeeplab --strategy random --seeds 0 1 2 --no-retrain --scenes demo
     python benchmarks/planted.py --method fasterseg --quick      # pipeline check: one tiny search, two retrains
 """
 
@@ -63,6 +68,9 @@ def main() -> int:
     p.add_argument("--train-set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", default=None, help="run folder (default runs/planted-<method>-<strategy>)")
     p.add_argument("--json", default=None)
+    p.add_argument("--scenes", choices=("bench", "demo"), default="bench",
+                   help="32x448 scenes where the property is necessary (default) or the demo's 64x96")
+    p.add_argument("--matters", action="store_true", help="no search: only the --pairs with vs without the property")
     p.add_argument("--quick", action="store_true", help="pipeline check at the tiny preset")
     args = p.parse_args()
 
@@ -70,14 +78,18 @@ def main() -> int:
     strategy = method.strategy(args.strategy)
     if planted.DATASET not in method.planted:
         raise SystemExit(f"method {method.name} states no property for {planted.DATASET}")
-    out = Path(args.out or f"runs/planted-{method.name}-{strategy}{'-quick' if args.quick else ''}")
+    scenes = planted.DEMO if args.quick or args.scenes == "demo" else planted.BENCH
+    tag = f"{'-matters' if args.matters else ''}{'-demo' if scenes is planted.DEMO else ''}{'-quick' if args.quick else ''}"
+    out = Path(args.out or f"runs/planted-{method.name}-{strategy}{tag}")
     preset = "tiny" if args.quick else "cpu"
-    search_set = planted.search_overrides(method, strategy) + args.search_set
-    train_set = planted.RETRAIN + args.train_set
+    search_set = planted.search_overrides(method, strategy, scenes) + args.search_set
+    train_set = scenes.retrain_overrides() + args.train_set
     if args.quick:
-        search_set = [*planted.DATA, *args.search_set]
+        search_set = [*scenes.data(), *args.search_set]
         train_set = planted.QUICK_RETRAIN + args.train_set
-        args.seeds, args.random = args.seeds[:1], 1
+        args.seeds, args.random, args.pairs = args.seeds[:1], 1, min(args.pairs, 1)
+    if args.matters:
+        args.seeds, args.no_retrain = [], False
     t0 = time.perf_counter()
     searches = []
     for seed in args.seeds:
@@ -91,12 +103,14 @@ def main() -> int:
                          "search_s": time.perf_counter() - started})
         print(f"seed {seed}: {g.archid} planted property: {method.has_planted(planted.DATASET, g)}", flush=True)
 
-    base = searches[0]["cfg"]
+    base = searches[0]["cfg"] if searches else method.config(preset, overrides=[*search_set, "seed=0"],
+                                                             strategy=strategy)
     num_classes = build_dataset(planted.DATASET, None, "val", **dataset_kwargs(base.data, "val")).num_classes
-    costs = [planted.cost(s["genotype"], num_classes) for s in searches]
-    reference = statistics.median(costs)
+    costs = [planted.cost(s["genotype"], num_classes, scenes.size) for s in searches]
+    reference = statistics.median(costs) if costs else None
     rng = np.random.default_rng(12345)
-    rate = planted.property_rate(method, base, reference, num_classes, rng, draws=60 if args.quick else 200)
+    rate = (planted.property_rate(method, base, reference, num_classes, rng, draws=60 if args.quick else 200)
+            if searches else None)
 
     trained: dict[str, dict] = {}
 
@@ -107,7 +121,7 @@ def main() -> int:
                              progress=False)
             trained[g.archid] = {"name": name, "miou": float(result["best_miou"]),
                                  "planted": method.has_planted(planted.DATASET, g),
-                                 "macs": planted.cost(g, num_classes)}
+                                 "macs": planted.cost(g, num_classes, scenes.size)}
             print(f"retrained {name} ({g.archid}): mIoU {100 * trained[g.archid]['miou']:.1f}", flush=True)
         return trained[g.archid]["miou"]
 
@@ -116,7 +130,7 @@ def main() -> int:
     if not args.no_retrain:
         for s in searches:
             s["miou"] = train(f"searched-s{s['seed']}", s["genotype"])
-        pool = planted.random_in_band(method, base, reference, num_classes, args.random + 8, rng)
+        pool = planted.random_in_band(method, base, reference, num_classes, args.random + 8, rng) if searches else []
         chosen = pool[: args.random]
         for flag in (True, False):  # top up so the property's effect is measured on both sides
             have = sum(method.has_planted(planted.DATASET, g) == flag for g in chosen)
@@ -136,7 +150,8 @@ def main() -> int:
     found = sum(method.has_planted(planted.DATASET, s["genotype"]) for s in searches)
     result = {
         "benchmark": "planted", "method": method.name, "strategy": strategy, "quick": args.quick,
-        "dataset": planted.DATASET, "property": method.planted[planted.DATASET][0], "size": list(planted.SIZE),
+        "dataset": planted.DATASET, "property": method.planted[planted.DATASET][0],
+        "size": list(scenes.size), "matters_only": args.matters,
         "search_config": to_dict(base), "train_overrides": train_set,
         "searches": [{"seed": s["seed"], "archid": s["genotype"].archid, "search_s": s["search_s"],
                       "planted": method.has_planted(planted.DATASET, s["genotype"]), "macs": c,
@@ -145,20 +160,23 @@ def main() -> int:
         "found": found, "seeds": len(searches),
         "random_rate": rate, "band": planted.BAND, "reference_macs": reference,
         "random": randoms, "random_median_miou": median,
-        "searched_mean_miou": statistics.mean(s["miou"] for s in searches) if "miou" in searches[0] else None,
+        "searched_mean_miou": (statistics.mean(s["miou"] for s in searches)
+                               if searches and "miou" in searches[0] else None),
         "searched_beats_random_median": (None if median is None else
                                          sum(s["miou"] > median for s in searches)),
         "property_gap_miou": (statistics.mean(with_p) - statistics.mean(without)) if with_p and without else None,
         "pairs": pairs,
         "pairs_gap_miou": (statistics.mean(p["with"]["miou"] - p["without"]["miou"] for p in pairs)
                            if pairs else None),
-        "target": "property found in >= 4 of 5 seeds and searched above the random median",
+        "target": ("pairs: with the property >= 10 mIoU above without" if args.matters else
+                   "property found in >= 4 of 5 seeds and searched above the random median"),
         "machine": machine(), "wall_s": time.perf_counter() - t0,
     }
     write(result, args.json)
-    rate_text = "-" if rate["rate"] is None else f"{100 * rate['rate']:.0f}%"
-    print(f"\n{method.name}/{strategy}: property '{result['property']}' in {found}/{len(searches)} searches; "
-          f"random rate in band {rate_text} ({rate['in_band']} of {rate['drawn']} drawn)")
+    if rate is not None:
+        rate_text = "-" if rate["rate"] is None else f"{100 * rate['rate']:.0f}%"
+        print(f"\n{method.name}/{strategy}: property '{result['property']}' in {found}/{len(searches)} searches; "
+              f"random rate in band {rate_text} ({rate['in_band']} of {rate['drawn']} drawn)")
     if median is not None:
         def pct(values: Iterable[float]) -> str:
             return ", ".join(f"{100 * v:.1f}" for v in values)

@@ -166,7 +166,10 @@ class MixedOp(nn.Module):
         if self.partial < 1:
             raise ValueError(f"partial must be >= 1, got {partial}")
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor, width: int | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, width: int | None = None,
+                only: int | None = None) -> torch.Tensor:
+        """``only = k`` runs candidate k alone (still times ``weights[k]``): what a one-hot row computes,
+        without the others' zero-weighted work (a fixed architecture scored in its supernet)."""
         bypass = None
         if self.partial > 1:
             c = x.shape[1] // self.partial
@@ -174,10 +177,14 @@ class MixedOp(nn.Module):
         relu = F.relu(x) if self.shares_relu else None
         out = None
         for k, op, pre in zip(self.index, self.ops, self.pre_relu):
+            if only is not None and k != only:
+                continue
             if width is not None:
                 op.set_width(x.shape[1], width)
             y = (_after_first(op, relu) if pre and relu is not None else op(x)) * weights[k]
             out = y if out is None else out + y
+        if out is None:
+            raise ValueError(f"MixedOp: candidate {only} is not one of its operators {self.index}")
         if bypass is None:
             return out
         if self.stride > 1:

@@ -1,4 +1,4 @@
-"""The ``segnas`` command line: search, methods, latency, retrain, evaluate, profile, zoo, show, demo.
+"""The ``segnas`` command line: search, methods, latency, retrain, evaluate, profile, correlate, zoo, show, demo.
 
 User mistakes end with one line on stderr and exit status 2; no traceback.
 """
@@ -240,6 +240,18 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_correlate(args: argparse.Namespace) -> int:
+    from .correlate import correlate, summary_lines
+
+    out = Path(args.out)
+    result = correlate(args.sources, out, around=args.around, seed=args.seed, overrides=args.overrides,
+                       score_images=args.score_images, resamples=args.resamples, device=args.device,
+                       threads=args.threads, progress=not args.quiet)
+    for line in summary_lines(result, out):
+        print(line)
+    return 0
+
+
 def cmd_zoo(args: argparse.Namespace) -> int:
     from .spaces import get_space
 
@@ -339,6 +351,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-latency", action="store_true", help="count only, do not time")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("correlate", help="search-time score against retrained mIoU: Pearson rho, Kendall tau, "
+                                         "a scatter plot (any one-shot method)")
+    p.add_argument("sources", nargs="+", metavar="RUN_OR_GENOTYPE",
+                   help="the folder of one finished one-shot search (its supernet scores every architecture), "
+                        "then any genotype files or zoo names to add")
+    p.add_argument("--out", required=True, help="output folder: correlation.json, correlation.png, retrain/ARCHID "
+                                                "(rerunning continues there)")
+    p.add_argument("--around", type=int, default=4, metavar="N",
+                   help="neighbours of the final genotype, 1-2 of its choices changed (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="draws of the neighbours and of the bootstrap")
+    p.add_argument("--score-images", type=int, default=None, metavar="N",
+                   help="trainB images the supernet scores on (default: all of trainB)")
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="train.KEY=VALUE",
+                   help="retrain recipe (default: the search's preset recipe at a quarter of its epochs), "
+                        "e.g. --set train.epochs=20 (repeatable)")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: the search's)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_correlate)
 
     p = sub.add_parser("zoo", help="published architectures")
     p.add_argument("action", choices=["list", "show"])

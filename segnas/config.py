@@ -91,9 +91,10 @@ class SearchConfig:
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    lr_schedule: str = "exp"  # exp: lr * lr_decay^epoch | cosine: per step from lr to lr_min
+    lr_schedule: str = "exp"  # exp: lr * lr_decay^epoch | cosine: per step from lr to lr_min | poly: per step
     lr_decay: float = 0.978  # exponential, per epoch
-    lr_min: float = 0.0  # end of the cosine schedule
+    lr_min: float = 0.0  # end of the cosine and poly schedules
+    poly_power: float = 0.9
     grad_clip: float | None = 5.0
     arch_lr: float = 3e-4
     arch_betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
@@ -194,7 +195,7 @@ def _moved(obj: Any, key: str) -> str:
 
 
 _CHOICES = {"train.optimizer": ("sgd", "adam"), "train.schedule": ("poly", "exp", "constant"),
-            "search.lr_schedule": ("exp", "cosine"),
+            "search.lr_schedule": ("exp", "cosine", "poly"),
             "train.loss": ("ohem", "ce"), "search.arch_loss": (None, "ohem", "ce")}
 _RANGES = {  # key: (lowest, highest, lowest allowed itself)
     "train.epochs": (1, None, True), "train.batch_size": (1, None, True), "train.lr": (0, None, False),
@@ -206,7 +207,7 @@ _RANGES = {  # key: (lowest, highest, lowest allowed itself)
     "train.patience": (1, None, True), "train.drop_path": (0, 1, True),
     "search.pretrain_epochs": (0, None, True), "search.epochs": (0, None, True), "search.batch_size": (1, None, True),
     "search.steps_per_epoch": (1, None, True), "search.lr": (0, None, False), "search.momentum": (0, 1, True),
-    "search.weight_decay": (0, None, True), "search.lr_decay": (0, 1, False), "search.grad_clip": (0, None, False),
+    "search.weight_decay": (0, None, True), "search.lr_decay": (0, 1, False), "search.poly_power": (0, None, False), "search.grad_clip": (0, None, False),
     "search.arch_lr": (0, None, False), "search.arch_weight_decay": (0, None, True),
     "search.select_images": (0, None, True), "search.lr_min": (0, None, True), "search.arch_batches": (1, None, True),
     "data.num_workers": (0, None, True), "data.synthetic_train": (1, None, True),

@@ -75,18 +75,19 @@ def run_demo(out: Path | None = None, quick: bool = False) -> int:
     t0 = time.perf_counter()
     preset = "tiny" if quick else "cpu"
     method = get_method("fasterseg")
-    search_set = planted.DATA if quick else planted.search_overrides(method)
+    scenes = planted.DEMO
+    search_set = scenes.data() if quick else planted.search_overrides(method, scenes=scenes)
     search_cfg = method.config(preset, overrides=search_set)
     prop = method.planted[planted.DATASET][0]
     print(f"segnas demo: FasterSeg search on the built-in planted dataset {planted.DATASET} "
-          f"({search_cfg.data.synthetic_train} images, {planted.SIZE[0]}x{planted.SIZE[1]}: a target's class is "
+          f"({search_cfg.data.synthetic_train} images, {scenes.size[0]}x{scenes.size[1]}: a target's class is "
           f"the colour of the nearest beacon; the planted property: {prop}), preset {preset}; all networks train "
           "from scratch (no pretrained weights offline)")
     method.search(search_cfg, out / "search", progress=not quick)
     search_s = time.perf_counter() - t0
     print(f"search done in {search_s:.0f} s")
 
-    train_set = planted.QUICK_RETRAIN if quick else planted.RETRAIN
+    train_set = planted.QUICK_RETRAIN if quick else scenes.retrain_overrides()
     train_cfg = make_config(preset, overrides=train_set)
     val = build_dataset(planted.DATASET, None, "val", transform=EvalTransform(), seed=train_cfg.seed,
                         **dataset_kwargs(train_cfg.data, "val"))
@@ -95,7 +96,7 @@ def run_demo(out: Path | None = None, quick: bool = False) -> int:
     student = load_genotype(out / "search" / "student.json")
     baseline = hand_designed(student.space_args, table, val.num_classes,
                              estimate_latency(student, table, deploy, val.num_classes), deploy)
-    randoms = planted.random_in_band(method, search_cfg, planted.cost(student, val.num_classes), val.num_classes,
+    randoms = planted.random_in_band(method, search_cfg, planted.cost(student, val.num_classes, scenes.size), val.num_classes,
                                      1 if quick else RANDOM, np.random.default_rng(search_cfg.seed))
 
     def train(name: str, genotype: Genotype) -> Path:

@@ -8,8 +8,8 @@ from scipy import ndimage
 
 from segnas.config import make_config
 from segnas.data import PlantedContext, build_dataset
-from segnas.data.planted import (BEACON_GREEN, BEACON_RED, CONTEXT_CLASSES, GROUND, MIN_BEACON_DISTANCE,
-                                 TARGET_GREEN, TARGET_RED)
+from segnas.data.planted import (BEACON_GREEN, BEACON_RED, CONTEXT_CLASSES, GROUND, TARGET_GREEN, TARGET_RED,
+                                 geometry)
 from segnas.engine.loaders import make_datasets
 from segnas.errors import DataError
 
@@ -27,9 +27,14 @@ def test_scenes_are_seeded_per_scene_seed_split_and_index():
     assert a.num_classes == len(CONTEXT_CLASSES) == 3 and a.size == SIZE
 
 
-def test_a_targets_class_is_the_colour_of_the_nearest_beacon_read_from_the_pixels():
-    """Beacons are found by their colour in the image, targets as grey squares; the label must agree."""
-    ds = PlantedContext("val", num_images=24)
+@pytest.mark.parametrize("size, zone, reach", [((64, 96), 32, 32), ((32, 448), 48, 448 / 3)])
+def test_a_targets_class_is_the_colour_of_the_nearest_beacon_read_from_the_pixels(size, zone, reach):
+    """Beacons are found by their colour in the image, targets as grey squares; the label must agree.
+
+    At 64x96 beacons lie in the outer thirds and targets a third of the width (32 px) from them; wide
+    scenes keep beacons within 1.5 heights of the edge and targets a third of the width (149 px) away."""
+    assert geometry(*size) == pytest.approx((zone, reach))
+    ds = PlantedContext("val", num_images=24, size=size)
     seen = {TARGET_RED: 0, TARGET_GREEN: 0}
     for i in range(len(ds)):
         image, label = ds.load(i)
@@ -39,9 +44,9 @@ def test_a_targets_class_is_the_colour_of_the_nearest_beacon_read_from_the_pixel
         centres = {cls: np.argwhere(mask).mean(0) for cls, mask in ((BEACON_RED, red), (BEACON_GREEN, green))}
         for mask in (red, green):
             assert 100 < mask.sum() < 300 and np.all(label[mask] == GROUND)  # a beacon disc, labelled ground
-        # one beacon in the left third, the other in the right third
+        # one beacon near the left edge, the other near the right edge
         xs = sorted(c[1] for c in centres.values())
-        assert xs[0] <= image.shape[1] / 3 + 1 and xs[1] >= 2 * image.shape[1] / 3 - 1
+        assert xs[0] <= zone + 1 and xs[1] >= size[1] - zone - 1
         targets, n = ndimage.label(np.isin(label, (TARGET_RED, TARGET_GREEN)))
         for k in range(1, n + 1):
             pix = targets == k
@@ -51,9 +56,9 @@ def test_a_targets_class_is_the_colour_of_the_nearest_beacon_read_from_the_pixel
             dist = {c: float(np.hypot(*(centre - p))) for c, p in centres.items()}
             nearest = min(dist, key=dist.get)
             assert cls == (TARGET_RED if nearest == BEACON_RED else TARGET_GREEN)
-            assert min(dist.values()) >= MIN_BEACON_DISTANCE - 2  # no beacon within a small receptive field
+            assert min(dist.values()) >= reach - 2  # no beacon within a small receptive field
             seen[cls] += 1
-    assert min(seen.values()) >= 20  # both target classes are common
+    assert min(seen.values()) >= 20  # both target classes are common, wide scenes included
 
 
 def test_targets_look_the_same_whatever_their_class():

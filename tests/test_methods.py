@@ -56,8 +56,8 @@ def test_strategies_never_import_a_particular_space_or_a_method():
 
 
 def test_each_space_imports_no_other_space():
-    for space in ("fasterseg", "autodeeplab"):
-        others = tuple(f"segnas.spaces.{o}" for o in ("fasterseg", "autodeeplab") if o != space)
+    for space in ("fasterseg", "autodeeplab", "dcnas"):
+        others = tuple(f"segnas.spaces.{o}" for o in ("fasterseg", "autodeeplab", "dcnas") if o != space)
         assert _violations(f"spaces/{space}", others) == []
 
 
@@ -70,26 +70,27 @@ def test_the_import_check_sees_a_violation():
 
 
 def test_no_method_name_dispatch_outside_the_registry():
-    pattern = ("== \"fasterseg\"", "== 'fasterseg'", "== \"autodeeplab\"", "!= \"fasterseg\"", "!= \"autodeeplab\"")
+    pattern = ("== \"fasterseg\"", "== 'fasterseg'", "== \"autodeeplab\"", "!= \"fasterseg\"", "!= \"autodeeplab\"",
+               "== \"dcnas\"", "!= \"dcnas\"")
     hits = [f"{p.relative_to(PACKAGE)}" for p in PACKAGE.rglob("*.py")
             if any(s in p.read_text() for s in pattern)]
     assert hits == []
 
 
 def test_registry_lists_both_methods_and_strategies(capsys):
-    assert set(METHODS) >= {"fasterseg", "autodeeplab"} and set(STRATEGIES) >= {"differentiable"}
+    assert set(METHODS) >= {"fasterseg", "autodeeplab", "dcnas"} and set(STRATEGIES) >= {"differentiable"}
     assert main(["methods"]) == 0
     out = capsys.readouterr().out
-    for name in ("fasterseg", "autodeeplab", "differentiable", "teacher.json, student.json", "genotype.json"):
+    for name in ("fasterseg", "autodeeplab", "dcnas", "differentiable", "teacher.json, student.json", "genotype.json"):
         assert name in out
     for method in METHODS.values():
         assert method.strategies[0] in STRATEGIES and method.primary in method.outputs + ("genotype",)
 
 
 def test_unknown_method_and_strategy_are_one_line_listing_the_known(capsys, tmp_path):
-    assert main(["search", "dcnas", "--out", str(tmp_path / "a")]) == 2
+    assert main(["search", "nosuchmethod", "--out", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "known methods: fasterseg, autodeeplab" in err
+    assert err.count("\n") == 0 and "known methods: fasterseg, autodeeplab, dcnas" in err
     assert main(["search", "fasterseg", "--strategy", "evolution", "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "evolution" in err and "differentiable" in err
@@ -243,5 +244,7 @@ def test_planted_search_settings_make_a_valid_config_for_every_method_and_strate
 
     for method in METHODS.values():
         for strategy in method.strategies:
-            cfg = method.config("cpu", overrides=planted.search_overrides(method, strategy), strategy=strategy)
-            assert cfg.data.dataset == planted.DATASET and list(cfg.data.crop) == list(planted.SIZE)
+            for scenes in (planted.BENCH, planted.DEMO):
+                cfg = method.config("cpu", overrides=planted.search_overrides(method, strategy, scenes),
+                                    strategy=strategy)
+                assert cfg.data.dataset == planted.DATASET and list(cfg.data.crop) == list(scenes.size)

@@ -205,3 +205,16 @@ def test_a_resume_at_a_phase_boundary_redoes_the_phase_start(tmp_path):
     run_differentiable(ADL, cfg, tmp_path / "killed", resume=True, progress=False, phases=phases, hooks=[again])
     assert again.events == [("phase", "stage2"), ("epoch", 1, "stage2")]
     assert (tmp_path / "killed" / "genotype.json").read_text() == (tmp_path / "full" / "genotype.json").read_text()
+
+
+def test_poly_search_schedule_falls_from_lr_to_lr_min_as_dcnas_uses_it():
+    from types import SimpleNamespace
+
+    from segnas.strategies.differentiable import search_lr
+
+    sc = SimpleNamespace(lr_schedule="poly", lr=0.01, lr_min=0.0, poly_power=0.9, lr_decay=0.9)
+    assert search_lr(sc, 0, 0, 10) == pytest.approx(0.01)
+    assert search_lr(sc, 0, 5, 10) == pytest.approx(0.01 * 0.5 ** 0.9)  # 0.005359
+    assert search_lr(sc, 0, 10, 10) == pytest.approx(0.0)
+    sc.lr_min = 0.001
+    assert search_lr(sc, 0, 5, 10) == pytest.approx(0.001 + 0.009 * 0.5 ** 0.9)

@@ -1,21 +1,26 @@
 """Planted-architecture datasets: procedural scenes built so that one architecture property should matter.
 
 ``planted-context``: every scene holds two *beacons*, a red and a green disc,
-one in the left third of the image and one in the right third, and a few grey
-*targets* elsewhere. A target's class is the colour of the beacon nearest to
-its centre (``target-red`` or ``target-green``); beacons are labelled
-``ground`` like the background, so the classes scored are the targets' and
-mIoU mostly measures whether the cue was used. Targets of both classes are
-drawn from one appearance distribution, and no target lies within
-``MIN_BEACON_DISTANCE`` px of a beacon or nearly as close to one beacon as to
-the other. Nothing within ``MIN_BEACON_DISTANCE`` px of a target tells its
-class: a network has to carry the beacon's colour over 1/3 to 1/2 of the image.
-Coarse features do that in a layer or two; whether a given network does is
-measured, not assumed: a network at 1/8 has a theoretical receptive field
-wider than the scene, but in retraining runs single 1/8 branches failed to
-learn the targets where 1/32 branches did (``benchmarks/planted.py`` reports
-the retrained gap between random networks with and without each method's
-stated property).
+one near the left edge and one near the right edge, and a few grey *targets*
+between them. A target's class is the colour of the beacon nearest to its
+centre (``target-red`` or ``target-green``); beacons are labelled ``ground``
+like the background, so the classes scored are the targets' and mIoU mostly
+measures whether the cue was used. Targets of both classes are drawn from one
+appearance distribution, and no target lies within the scene's *reach* (a
+third of its width) of a beacon or nearly as close to one beacon as to the
+other. A network has to carry a beacon's colour over at least that distance.
+
+The geometry follows the scene's size (:func:`geometry`): beacons lie within
+the outer third of the width but at most 1.5 heights from the edge, so wide
+scenes keep room for targets a third of the width from both. At 64x96 (the
+demo's scenes, reach 32 px) a 1/8 FasterSeg branch's receptive field covers
+the scene and such networks learn the cue given enough epochs; at 32x448
+(reach 149 px) the cue lies at the edge of a 1/8 branch's theoretical
+receptive field (120-200 px radius in the planted search space, its effective
+field far smaller) and well inside a 1/32 branch's (220-440 px), and the
+property becomes necessary.
+``benchmarks/planted.py --matters`` measures this by retraining pairs of
+random networks of equal cost with and without the property.
 
 Scene ``i`` of split ``s`` depends only on ``default_rng([seed, PLANTED_CODE, split_code(s), i])``.
 """
@@ -36,15 +41,21 @@ CONTEXT_CLASSES: tuple[str, ...] = ("ground", "target-red", "target-green")
 CONTEXT_PALETTE: tuple[tuple[int, int, int], ...] = ((90, 90, 90), (240, 80, 80), (80, 220, 110))
 GROUND, TARGET_RED, TARGET_GREEN = range(3)
 BEACON_RED, BEACON_GREEN = "red", "green"  # beacons are no class of their own: their pixels are ground
-MIN_BEACON_DISTANCE = 32.0  # px from a target's centre to either beacon's centre
 MIN_MARGIN = 10.0  # px by which the nearest beacon must be nearer than the other
 PLANTED_CODE = 7  # keeps these scenes' random streams apart from the synthetic dataset's
 _BEACON_COLOURS = {BEACON_RED: (210.0, 45.0, 45.0), BEACON_GREEN: (45.0, 185.0, 70.0)}
 
 
+def geometry(h: int, w: int) -> tuple[float, float]:
+    """(beacon zone, reach) in px: beacons' centres lie within ``zone`` of the left or right edge;
+    targets' centres lie at least ``reach`` from both beacons' centres."""
+    return min(w / 3, 1.5 * h), w / 3
+
+
 def _place_targets(rng: np.random.Generator, h: int, w: int, beacons: list[tuple[float, float]],
                    count: int) -> list[tuple[float, float, float]]:
     """Up to ``count`` target (cy, cx, half-size) clear of the beacons and of each other, by rejection."""
+    reach = geometry(h, w)[1]
     targets: list[tuple[float, float, float]] = []
     for _ in range(40 * count):
         if len(targets) == count:
@@ -52,7 +63,7 @@ def _place_targets(rng: np.random.Generator, h: int, w: int, beacons: list[tuple
         half = rng.uniform(3.5, 7.0)
         cy, cx = rng.uniform(half + 1, h - half - 1), rng.uniform(half + 1, w - half - 1)
         d = sorted(math.hypot(cy - by, cx - bx) for by, bx in beacons)
-        if d[0] < MIN_BEACON_DISTANCE or d[1] - d[0] < MIN_MARGIN:
+        if d[0] < reach or d[1] - d[0] < MIN_MARGIN:
             continue
         if any(abs(cy - ty) < half + th + 3 and abs(cx - tx) < half + th + 3 for ty, tx, th in targets):
             continue
@@ -75,11 +86,12 @@ def render_context(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray
     label = np.zeros((h, w), dtype=np.uint8)
 
     red_left = rng.random() < 0.5
+    zone = geometry(h, w)[0]
     beacons = []
     for colour in (BEACON_RED, BEACON_GREEN):
         left = (colour == BEACON_RED) == red_left
         r = rng.uniform(6.0, 9.0)
-        cx = rng.uniform(r, w / 3) if left else rng.uniform(2 * w / 3, w - r)
+        cx = rng.uniform(r, zone) if left else rng.uniform(w - zone, w - r)
         cy = rng.uniform(r, h - r)
         inside = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
         image[inside] = np.asarray(_BEACON_COLOURS[colour]) + rng.uniform(-25, 25, 3)

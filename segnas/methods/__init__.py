@@ -38,6 +38,9 @@ class Method:
     primary: str  # the architecture that is also written as ``genotype.json``
     # differentiable strategies: (cfg, data, run, device, progress) -> supernet problem
     problem: Callable[..., Any] | None = None
+    # a finished search's problem rebuilt only to read its supernet (``segnas correlate``), measuring and
+    # writing nothing: (cfg, run, num_classes, ignore_index, device) -> problem; None: ``problem`` serves
+    reload: Callable[..., Any] | None = None
     hooks: Callable[[RunConfig], list] = lambda cfg: []  # extras of the method's differentiable search
     check: Callable[[RunConfig], Any] = lambda cfg: None  # refuses a config before a run folder is made
     sample_args: Callable[[RunConfig], dict[str, Any]] = lambda cfg: dict(cfg.search.space_args)
@@ -118,7 +121,7 @@ def _run_strategy(run: Path) -> str | None:
 
 
 # one entry per method: the module segnas/methods/<entry>.py defines its METHOD record
-_MODULES = ("fasterseg", "autodeeplab")
+_MODULES = ("fasterseg", "autodeeplab", "dcnas")
 METHODS: dict[str, Method] = {m.name: m for m in (import_module(f".{n}", __name__).METHOD for n in _MODULES)}
 
 

@@ -16,6 +16,7 @@ import torch
 from ..config import RunConfig, to_dict
 from ..genotype import Genotype
 from ..engine.rundir import write_yaml
+from ..errors import ConfigError
 from ..objectives.latency import LatencyMiss, LatencyTable, latency_environment
 from ..report.draw import draw_fasterseg
 from ..spaces.fasterseg import FasterSegSpace
@@ -121,6 +122,17 @@ def make_problem(cfg: RunConfig, data, run: Path, device: torch.device, progress
     return problem
 
 
+def reload_problem(cfg: RunConfig, run: Path, num_classes: int, ignore_index: int,
+                   device: torch.device) -> FasterSegSearch:
+    """A finished search's problem, to read its supernet: with the latency table it searched with, read as
+    it is (neither measured again nor checked against this machine: scoring the supernet never times)."""
+    path = search_table_file(cfg, run)
+    if not path.is_file():
+        raise ConfigError(f"{path}: the latency table of the search in {run} is gone; its supernet is rebuilt "
+                          "with it: restore the file")
+    return FasterSegSearch(cfg, num_classes, ignore_index, LatencyTable.load(path), cfg.seed, device)
+
+
 class AdaptiveLambda:
     """After each epoch: halve or double the latency weight toward ``fasterseg.target_latency_ms``
     (when ``fasterseg.adaptive_lambda``), and record the weight the next epoch uses."""
@@ -166,7 +178,7 @@ def has_coarse_branch(genotype: Genotype) -> bool:
 METHOD = Method(
     name="fasterseg", title="FasterSeg (Chen et al., ICLR 2020)", space="fasterseg",
     strategies=("differentiable", "random"), presets=PRESETS, section=FasterSegConfig,
-    outputs=("teacher", "student"), primary="student", problem=make_problem,
+    outputs=("teacher", "student"), primary="student", problem=make_problem, reload=reload_problem,
     hooks=lambda cfg: [AdaptiveLambda()], check=FasterSegSearch.check_config,
     draw=draw_fasterseg, report=report, epoch_line=epoch_line, latency_table=build_table,
     section_strategies=("differentiable",),  # a random search draws students: no table, no co-search

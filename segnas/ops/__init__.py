@@ -3,9 +3,11 @@
 ``OPS`` maps an operator name to a factory ``(c_in, c_out, stride, widths) ->
 nn.Module`` (operators that resample and change widths, FasterSeg's);
 ``cell_op(name, c, stride)`` builds the operators of DARTS-style cells
-(``CELL_OPS``, Auto-DeepLab's; shape-preserving at stride 1). ``DropPath`` drops
-whole operator paths in training; ``set_drop_path`` sets its probability on a
-whole network. A space lists the names it searches over.
+(``CELL_OPS``, Auto-DeepLab's; shape-preserving at stride 1); ``mobile_op(name,
+c)`` the MobileNetV3-style inverted residuals DCNAS searches over
+(``MOBILE_OPS``). ``DropPath`` drops whole operator paths in training;
+``set_drop_path`` sets its probability on a whole network. A space lists the
+names it searches over.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from .aspp import ASPP, upsample_to
 from .cellops import CELL_OPS, PARAMETER_FREE, AtrousConv, HalfSize, Pool, ReLUConvBN, SepConv, cell_op
 from .conv import Conv, Conv2x, ConvBNReLU, FactorizedReduce, Widths, ZoomedConv, conv_layer, norm_layer, set_width
 from .droppath import DropPath, set_drop_path
+from .mbconv import ACTIVATIONS, MBCONV_OPS, MOBILE_OPS, MBConv, SqueezeExcite, mobile_op, parse_mbconv
 from .slimmable import SlimBatchNorm2d, SlimConv2d
 
 OpFactory = Callable[[int, int, int, Widths], nn.Module]
@@ -52,4 +55,5 @@ __all__ = [
     "ASPP", "upsample_to", "CELL_OPS", "OPS", "PARAMETER_FREE", "AtrousConv", "HalfSize", "Pool", "ReLUConvBN",
     "SepConv", "cell_op", "Conv", "Conv2x", "ConvBNReLU", "DropPath", "FactorizedReduce", "SlimBatchNorm2d", "SlimConv2d",
     "ZoomedConv", "conv_layer", "make_op", "norm_layer", "reset_parameters", "set_drop_path", "set_width",
+    "ACTIVATIONS", "MBCONV_OPS", "MOBILE_OPS", "MBConv", "SqueezeExcite", "mobile_op", "parse_mbconv",
 ]

@@ -117,3 +117,53 @@ def draw_autodeeplab(genotype: Genotype, path: str | Path) -> Path:
     bx.axis("off")
     bx.set_title("cell (h(l): concat of the blocks)", fontsize=9)
     return _save(plt, fig, path)
+
+
+def draw_dcnas(genotype: Genotype, path: str | Path) -> Path:
+    """Kept nodes on the layer x scale grid with their kept connections; edge width = sigmoid(beta) where known.
+
+    A searched genotype's meta holds each kept connection's weight (``connection_weights``, aligned with
+    the nodes' inputs); other genotypes (samples, hand-written) draw every edge at one width.
+    """
+    plt = _figure()
+    nodes = genotype.structure["nodes"]
+    layers = int(genotype.space_args.get("layers", max(n["layer"] for n in nodes)))
+    level = {4: 0, 8: 1, 16: 2, 32: 3}
+    weights = genotype.meta.get("connection_weights")
+    if not (isinstance(weights, list) and len(weights) == len(nodes)
+            and all(isinstance(w, list) and len(w) == len(n["inputs"]) for w, n in zip(weights, nodes))):
+        weights = None
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * layers + 3), 3.8))
+    for layer in range(layers + 1):  # the whole grid, the stem as layer 0
+        for y in range(4):
+            ax.scatter(layer, y, s=40, c="0.5" if layer == 0 else "#e0e0e0", edgecolors="0.6", linewidths=0.5,
+                       zorder=1)
+    cmap = plt.get_cmap("tab20")
+    ops = sorted({n["op"] for n in nodes})
+    for i, node in enumerate(nodes):
+        x1, y1 = node["layer"], level[node["scale"]]
+        for k, (layer, scale) in enumerate(node["inputs"]):
+            w = weights[i][k] if weights is not None else 0.5
+            ax.annotate("", (x1, y1), (layer, level[scale]),
+                        arrowprops={"arrowstyle": "-|>", "color": "#4a6fa5", "alpha": 0.35 + 0.55 * w,
+                                    "lw": 0.4 + 2.6 * w, "shrinkA": 4, "shrinkB": 6,
+                                    "connectionstyle": "arc3,rad=0.12"})
+        ax.scatter(x1, y1, s=110, color=cmap(ops.index(node["op"]) % 20), edgecolors="black", linewidths=0.6,
+                   zorder=3)
+    for y in range(4):  # the head reads the last layer's four nodes
+        ax.annotate("", (layers + 0.8, 1.5), (layers, y), arrowprops={"arrowstyle": "-|>", "color": "#2ca02c",
+                                                                       "lw": 0.8, "shrinkA": 6})
+    ax.text(layers + 0.9, 1.5, "head", fontsize=8, va="center")
+    for op in ops:
+        ax.scatter([], [], s=60, color=cmap(ops.index(op) % 20), edgecolors="black", linewidths=0.5,
+                   label=op.replace("mbconv_", "").replace("_conv", ""))
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=min(len(ops), 5), fontsize=7, frameon=False)
+    ax.set_yticks([0, 1, 2, 3], ["1/4", "1/8", "1/16", "1/32"])
+    ax.set_xticks(range(layers + 1), ["stem"] + [str(i) for i in range(1, layers + 1)], fontsize=7)
+    ax.set_xlim(-0.5, layers + 1.6)
+    ax.set_ylim(3.6, -0.6)
+    ax.set_xlabel("layer")
+    edges = "edge width = sigmoid(beta)" if weights is not None else "kept connections"
+    ax.set_title(f"{genotype.name or genotype.space}  [{genotype.archid}]  ({len(nodes)} nodes; {edges})",
+                 fontsize=9)
+    return _save(plt, fig, path)

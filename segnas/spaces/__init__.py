@@ -5,9 +5,11 @@ from __future__ import annotations
 from ..errors import GenotypeError
 from .base import SearchSpace
 from .autodeeplab import AutoDeepLabSpace
+from .dcnas import DCNASSpace
 from .fasterseg import FasterSegSpace
 
-SPACES: dict[str, SearchSpace] = {space.name: space for space in (FasterSegSpace(), AutoDeepLabSpace())}
+SPACES: dict[str, SearchSpace] = {space.name: space
+                                  for space in (FasterSegSpace(), AutoDeepLabSpace(), DCNASSpace())}
 
 
 def get_space(name: str, source: str = "space") -> SearchSpace:
@@ -19,4 +21,4 @@ def get_space(name: str, source: str = "space") -> SearchSpace:
                             f"{', '.join(sorted(SPACES))}") from None
 
 
-__all__ = ["SPACES", "SearchSpace", "get_space", "AutoDeepLabSpace", "FasterSegSpace"]
+__all__ = ["SPACES", "SearchSpace", "get_space", "AutoDeepLabSpace", "DCNASSpace", "FasterSegSpace"]

@@ -148,3 +148,36 @@ class SearchSpace(ABC):
         if list(genotype.choices) != expected:
             raise GenotypeError(f"{source}: field 'choices' does not encode field 'structure' "
                                 f"(expected {expected}); regenerate the file or fix one of them")
+
+
+def representable_args(space: SearchSpace, genotype: Genotype, supernet_args: dict[str, Any],
+                       keys: Sequence[str]) -> dict[str, Any]:
+    """``genotype``'s resolved space arguments, checked against a supernet's: a GenotypeError names the
+    first of ``keys`` (the arguments that shape the supernet's choices) whose value differs, since a
+    supernet computes only architectures of its own shape (``fixed`` of the spaces' search problems)."""
+    space.validate(genotype)
+    args = space.resolve_args(genotype.space_args)
+    for key in keys:
+        if args[key] != supernet_args[key]:
+            raise GenotypeError(f"genotype {genotype.name or genotype.archid}: space_args.{key} is {args[key]!r} "
+                                f"but the supernet's is {supernet_args[key]!r}, so the supernet cannot compute it; "
+                                "give architectures of the searched space")
+    return args
+
+
+def unknown_op(used: Sequence[str], searched: Sequence[str], genotype: Genotype) -> None:
+    """A GenotypeError naming the first operator of ``used`` the supernet does not search."""
+    for op in used:
+        if op not in searched:
+            raise GenotypeError(f"genotype {genotype.name or genotype.archid}: operator {op!r} is not one the "
+                                f"supernet searches ({', '.join(searched)}), so it cannot compute it")
+
+
+def other_args_note(args: dict[str, Any], supernet_args: dict[str, Any], keys: Sequence[str]) -> list[str]:
+    """A note naming the space arguments among ``keys`` the child is built with otherwise than the supernet
+    (widths, transitions): the supernet computes the architecture at its own."""
+    differ = [k for k in keys if k in args and k in supernet_args and args[k] != supernet_args[k]]
+    if not differ:
+        return []
+    return ["the supernet computes it with its own " + ", ".join(f"{k} {supernet_args[k]!r}" for k in differ)
+            + " (the child: " + ", ".join(f"{args[k]!r}" for k in differ) + ")"]

@@ -54,7 +54,11 @@ STRATEGY = "differentiable"
 class BilevelProblem(Protocol):
     """What a space hands the strategy: parameters, their declared choices, losses (they call backward), decoding.
 
-    A problem used with a phase that resets the weights also has ``reset_weights()``.
+    A problem used with a phase that resets the weights also has ``reset_weights()``. One that
+    ``segnas correlate`` can score also has ``supernet_miou(loader) -> float`` and
+    ``fixed(genotype)``: a context manager inside which the supernet computes that architecture as
+    far as the space allows (yielding notes on where it still differs from the child network; a
+    GenotypeError names a genotype of another shape).
     """
 
     def weight_parameters(self) -> list[nn.Parameter]: ...
@@ -275,7 +279,10 @@ def run_differentiable(method, cfg: RunConfig, out: str | Path, resume: bool = F
 
 
 def search_lr(sc, epoch: int, step: int, total: int) -> float:
-    """Weight learning rate: ``lr * lr_decay^epoch`` (exp) or cosine from ``lr`` to ``lr_min`` over all steps."""
+    """Weight learning rate: ``lr * lr_decay^epoch`` (exp), or over all steps cosine from ``lr`` to ``lr_min``
+    or poly ``lr_min + (lr - lr_min) (1 - step / total)^poly_power`` (DCNAS' search)."""
+    if sc.lr_schedule == "poly":
+        return sc.lr_min + (sc.lr - sc.lr_min) * (1.0 - min(step, total) / max(total, 1)) ** sc.poly_power
     if sc.lr_schedule == "cosine":
         return sc.lr_min + 0.5 * (sc.lr - sc.lr_min) * (1.0 + math.cos(math.pi * step / max(total, 1)))
     return sc.lr * sc.lr_decay ** epoch

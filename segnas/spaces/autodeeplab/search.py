@@ -16,6 +16,8 @@ to the derived networks only and is refused in ``search.space_args``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -23,14 +25,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from ...errors import ConfigError, GenotypeError
-from ...choices import ChoiceSpec
 from ...config import RunConfig
+from ...genotype import Genotype
 from ...losses import CrossEntropy
-from ...metrics import ConfusionMatrix
-from ...ops import reset_parameters
+from ..base import other_args_note, representable_args, unknown_op
+from ..problem import SupernetProblem
 from . import LATER_ARGS, AutoDeepLabSpace
 from .derive import decode_cell, viterbi
-from .supernet import AutoDeepLabSupernet
+from .supernet import N_SCALES, AutoDeepLabSupernet, cell_edges
 
 
 @dataclass
@@ -43,7 +45,7 @@ class AutoDeepLabConfig:
     CHOICES: ClassVar[dict[str, tuple]] = {"down_transition": ("conv3x3", "released")}
 
 
-class AutoDeepLabSearch:
+class AutoDeepLabSearch(SupernetProblem):
     """Losses and decoding of the Auto-DeepLab supernet (see ``segnas.strategies.differentiable``)."""
 
     def __init__(self, cfg: RunConfig, num_classes: int, ignore_index: int, device: torch.device | str = "cpu") -> None:
@@ -81,26 +83,6 @@ class AutoDeepLabSearch:
                               "architecture; leave it unset or set 'ce'")
         return args, genotype_args
 
-    def weight_parameters(self) -> list[torch.nn.Parameter]:
-        return self.net.weight_parameters()
-
-    def arch_parameters(self) -> list[torch.nn.Parameter]:
-        return self.net.arch_parameters()
-
-    def arch_specs(self) -> list[ChoiceSpec]:
-        """What each of :meth:`arch_parameters` decides, in the same order."""
-        return self.net.arch.spec_list()
-
-    def reset_weights(self) -> None:
-        """Fresh weights, the architecture kept (a search stage that retrains the supernet from scratch)."""
-        reset_parameters(self.net)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"net": self.net.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.net.load_state_dict(state["net"])
-
     def weight_backward(self, images: torch.Tensor, masks: torch.Tensor, pretrain: bool) -> dict[str, torch.Tensor]:
         """Cross-entropy on a trainA batch; gradients for the weights only."""
         loss = self.criterion(self.net(images), masks)
@@ -132,16 +114,60 @@ class AutoDeepLabSearch:
                     moves[layer][j] = j + 1 - int(row.argmax())  # direction 0 = down = j + 1
         return path, logp, decode_cell(alpha, self.args["ops"], self.args["blocks"]), moves
 
-    @torch.no_grad()
-    def supernet_miou(self, loader: DataLoader) -> float:
-        """mIoU of the supernet's prediction (trainB images, no augmentation): how far the search has come."""
-        was = self.net.training
-        self.net.eval()
-        cm = ConfusionMatrix(self.num_classes, self.ignore_index)
-        for images, masks in loader:
-            cm.update(self.net(images.to(self.device)).argmax(1), masks.to(self.device))
-        self.net.train(was)
-        return float(cm.compute()["miou"])
+    # -- one architecture in the supernet (segnas correlate) ----------------------------------
+    def fixed_weights(self, genotype: Genotype) -> dict[str, Any]:
+        """Edge weights, moves and the head that make the supernet compute ``genotype``'s cell along its path.
+
+        ``alpha``: per edge of the cell a one-hot row at its operator, a zero row for edges the cell does
+        not keep; ``beta``: 1 for the path's move into each layer, 0 for every other move, so nodes off
+        the path are zero; ``head``: the path's last scale, the only head that predicts. A genotype of
+        other ``layers`` or ``blocks``, or with an operator the supernet does not search, is refused.
+        """
+        representable_args(self.space, genotype, self.args, ("layers", "blocks"))
+        cell, path = genotype.structure["cell"], genotype.structure["path"]
+        unknown_op([op for block in cell for op in block["ops"]], self.net.ops, genotype)
+        first = [sum(b + 2 for b in range(k)) for k in range(self.net.blocks)]  # block k's first edge
+        alpha = torch.zeros(len(cell_edges(self.net.blocks)), len(self.net.ops), device=self.device)
+        for k, block in enumerate(cell):
+            for i, op in zip(block["inputs"], block["ops"]):
+                alpha[first[k] + i, self.net.ops.index(op)] = 1.0
+        beta = torch.zeros(self.net.layers, N_SCALES, 3, device=self.device)
+        prev = 0  # the stem, at 1/4
+        for layer, j in enumerate(path):
+            beta[layer, prev, 1 - (j - prev)] = 1.0  # direction 0 = down (to prev + 1), 1 = same, 2 = up
+            prev = j
+        return {"alpha": alpha, "beta": beta, "head": int(path[-1])}
+
+    def fixed_notes(self, genotype: Genotype) -> list[str]:
+        """Where the supernet with ``genotype`` fixed still computes otherwise than the child network."""
+        path = genotype.structure["path"]
+        moved = [layer for layer in range(2, len(path))
+                 if self.net.prev2(layer, path[layer]) != (layer - 2, path[layer - 2])]
+        notes = ["the supernet's search stem, stride-2 conv transitions and one ASPP head per scale stand for "
+                 "the child's stem, down transition, ASPP and decoder"]
+        notes += other_args_note(self.space.resolve_args(genotype.space_args), self.args,
+                                 ("filter_multiplier", "stem"))
+        if moved:
+            notes.append(f"h(l-2) of the cells at layer(s) {', '.join(map(str, moved))}: the supernet reads the "
+                         "same scale two layers back (Eq. 6), off the path there and so zero; the child reads "
+                         "the path's own node")
+        return notes
+
+    @contextmanager
+    def fixed(self, genotype: Genotype) -> Iterator[list[str]]:
+        """Inside, the supernet computes ``genotype``'s cell along its path (every other node and head
+        contributes nothing), so ``supernet_miou`` is that architecture's search-time score; alpha and beta
+        are never changed. Yields the ways this still differs from the child network (``fixed_notes``);
+        a genotype the supernet cannot compute is a GenotypeError naming the mismatch."""
+        if self.net.fixed is not None:
+            raise RuntimeError("an architecture is already fixed in this supernet")
+        weights = self.fixed_weights(genotype)
+        notes = self.fixed_notes(genotype)
+        self.net.fixed = weights
+        try:
+            yield notes
+        finally:
+            self.net.fixed = None
 
     def derive(self, loader: DataLoader | None) -> dict[str, Any]:
         path, logp, cell, moves = self.decode()

@@ -31,6 +31,7 @@ from torch import nn
 
 from ...choices import ArchParameters, InputChoice, MixedOp, choice_weights
 from ...ops import ASPP, PARAMETER_FREE, cell_op, upsample_to
+from ..problem import SupernetModule
 from .network import DIRECTIONS, SCALES, Resample1x1, block_channels, make_search_stem, scale_sizes, transition
 
 N_SCALES = len(SCALES)
@@ -99,7 +100,7 @@ class Node(nn.Module):
         self.cells = nn.ModuleDict({DIRECTIONS[d]: MixedCell(ops, blocks, c) for d in directions})
 
 
-class AutoDeepLabSupernet(nn.Module):
+class AutoDeepLabSupernet(SupernetModule):
     """The continuous relaxation of the whole hierarchical space (weights and ``arch`` = alpha, beta)."""
 
     def __init__(self, args: dict[str, Any], num_classes: int) -> None:
@@ -136,6 +137,9 @@ class AutoDeepLabSupernet(nn.Module):
                           mask=beta_mask(self.layers))
         self.register_buffer("valid", beta_mask(self.layers), persistent=False)
         self.merge = InputChoice()
+        # one architecture's hard edge weights, moves and head, used instead of alpha, beta and every head
+        # while set (``AutoDeepLabSearch.fixed``); the parameters themselves are never touched
+        self.fixed: dict[str, Any] | None = None
 
     @staticmethod
     def prev2(layer: int, j: int) -> tuple[int, int]:
@@ -146,22 +150,15 @@ class AutoDeepLabSupernet(nn.Module):
             return (-1, 0)
         return (layer - 2, min(j, layer - 1))
 
-    # -- parameter groups -----------------------------------------------------------
-    def arch_parameters(self) -> list[nn.Parameter]:
-        return list(self.arch.values())
-
-    def weight_parameters(self) -> list[nn.Parameter]:
-        arch = {id(p) for p in self.arch.values()}
-        return [p for p in self.parameters() if id(p) not in arch]
-
     # -- architecture weights ---------------------------------------------------------
     def alpha_weights(self) -> torch.Tensor:
-        return self.arch.weights("alpha")
+        """softmax(alpha), or one cell's hard edge weights while an architecture is fixed."""
+        return self.arch.weights("alpha") if self.fixed is None else self.fixed["alpha"]
 
     def beta_weights(self) -> torch.Tensor:
         """Outgoing transition probabilities; invalid moves are exactly 0 (the mask as a buffer on the
-        supernet's device, not copied there every step)."""
-        return choice_weights(self.arch["beta"], "softmax", self.valid)
+        supernet's device, not copied there every step). One path's moves while an architecture is fixed."""
+        return choice_weights(self.arch["beta"], "softmax", self.valid) if self.fixed is None else self.fixed["beta"]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
@@ -187,6 +184,8 @@ class AutoDeepLabSupernet(nn.Module):
                 del out[key]
         logits = None
         for j, head in self.heads.items():
+            if self.fixed is not None and int(j) != self.fixed["head"]:
+                continue  # a fixed path ends at one scale: only its head predicts
             y = upsample_to(head(out[(self.layers - 1, int(j))]), size)
             logits = y if logits is None else logits + y
         return logits

@@ -10,6 +10,8 @@ method's own config section (``fasterseg.*``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -18,17 +20,18 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from ...choices import ChoiceSpec
 from ...config import RunConfig, check_size
-from ...errors import ConfigError
+from ...errors import ConfigError, GenotypeError
 from ...genotype import Genotype
 from ...losses import CrossEntropy, OhemCrossEntropy
 from ...metrics import ConfusionMatrix
-from ...ops import reset_parameters
 from ...objectives.latency import LatencyTable
+from ..base import representable_args, unknown_op
+from ..problem import SupernetProblem
 from . import FasterSegSpace
 from .derive import PATH_RULES, decode_branch, select, target_score
 from .lut import RelaxedLatency, estimate_latency, table_latency_weights
+from .network import SCALES
 from .supernet import FasterSegSupernet, subset_name
 
 
@@ -86,7 +89,23 @@ class FasterSegConfig:
             raise ConfigError(f"config key 'fasterseg.path_rule' is {self.path_rule!r}; use one of {list(PATH_RULES)}")
 
 
-class FasterSegSearch:
+def _claims(cells: list[dict[str, Any]]) -> dict[tuple[str, int, int], Any]:
+    """The supernet rows a branch of ``layers`` cells sets: ("op", l, j) the operator of the cell at layer l
+    and scale index j, ("input", l, j) where node (l, j) of two inputs takes its input from, ("width", l, j)
+    the expansion ratio of node (l, j) (the output of the cell before it)."""
+    path = [SCALES.index(c["scale"]) for c in cells]
+    out: dict[tuple[str, int, int], Any] = {}
+    for l, cell in enumerate(cells):
+        j = path[l]
+        out["op", l, j] = cell["op"]
+        if j >= 1 and l - 1 >= j:  # a node with two inputs
+            out["input", l, j] = "from_down" if path[l - 1] < j else "from_same"
+        if l < len(cells) - 1:
+            out["width", l + 1, path[l + 1]] = cell["chi"]
+    return out
+
+
+class FasterSegSearch(SupernetProblem):
     """Supernet, losses and decoding of one FasterSeg search."""
 
     def __init__(self, cfg: RunConfig, num_classes: int, ignore_index: int, table: LatencyTable,
@@ -109,6 +128,7 @@ class FasterSegSearch:
                 table, self.args, fc.deploy_size, st["chis"], st["stem_chi"], st["head_chi"])
         else:
             self.latency_weights = [float(w) for w in fc.latency_weights]
+        self._fixed: tuple[str, tuple[int, ...]] | None = None  # (architecture, head subset) while fixed
         self.criterion = OhemCrossEntropy(ignore_index, fc.ohem_thresh, fc.ohem_min_kept)
         # OHEM's hard-pixel subset changes every step; "ce" gives the architecture step every pixel
         self.arch_criterion = CrossEntropy(ignore_index) if cfg.search.arch_loss == "ce" else self.criterion
@@ -134,20 +154,6 @@ class FasterSegSearch:
         return args
 
     # -- what the strategy optimises ------------------------------------------
-    def weight_parameters(self) -> list[torch.nn.Parameter]:
-        return self.net.weight_parameters()
-
-    def arch_parameters(self) -> list[torch.nn.Parameter]:
-        return self.net.arch_parameters()
-
-    def arch_specs(self) -> list[ChoiceSpec]:
-        """What each of :meth:`arch_parameters` decides, in the same order."""
-        return self.net.arch.spec_list()
-
-    def reset_weights(self) -> None:
-        """Fresh weights, the architecture kept (a search stage that retrains the supernet from scratch)."""
-        reset_parameters(self.net)
-
     def state_dict(self) -> dict[str, Any]:
         return {"net": self.net.state_dict(), "generator": self.generator.get_state(),
                 "latency_lambda": self.latency_lambda}
@@ -320,6 +326,135 @@ class FasterSegSearch:
                 "miou": best["miou"],
                 "candidates": [{k: v for k, v in r.items() if k not in ("genotype", "subset")} for r in rows]}
         return out
+
+    # -- one architecture in the supernet (segnas correlate) ----------------------------------
+    def architecture_of(self, genotype: Genotype) -> str:
+        """The supernet architecture (student, teacher) ``genotype`` is one of: the one its meta names (a
+        search's own genotypes), else the first whose stem and head widths it has; else a GenotypeError."""
+        args = self.space.resolve_args(genotype.space_args)
+        named = genotype.meta.get("architecture")
+        names = [named] if named in self.net.specs else [n for n in ("student", "teacher") if n in self.net.specs]
+        for name in names:
+            sp = self.net.specs[name]
+            if (args["stem_chi"], args["head_chi"]) == (sp["stem_chi"], sp["head_chi"]):
+                return name
+        have = "; ".join(f"{n} {self.net.specs[n]['stem_chi']}, {self.net.specs[n]['head_chi']}" for n in names)
+        raise GenotypeError(f"genotype {genotype.name or genotype.archid}: stem_chi, head_chi are {args['stem_chi']}, "
+                            f"{args['head_chi']}; the supernet's ({have}) differ, so it cannot compute it")
+
+    def fixed_layout(self, genotype: Genotype) -> tuple[str, tuple[int, ...], dict[str, Any], list[str]]:
+        """(architecture, head subset, hard weights, notes) that make the supernet compute ``genotype``.
+
+        Each branch is laid onto the L layers of the trellis: its cells in order and, where its derivation
+        removed ``skip`` cells (fewer cells than layers), as many stride-1 ``skip`` cells at one place,
+        keeping the width before them (the place that clashes least with the branches laid before; ties:
+        the latest, before the last cell). Every cell a branch runs gets a one-hot operator row, every
+        two-input node on its path a one-hot input row (from down, from same) and every node it writes its
+        width. The branches share the trellis: where two ask one row for different choices the first
+        branch's is kept and a note says so; rows no branch uses keep their searched weights.
+        """
+        args = representable_args(self.space, genotype, self.args, ("layers",))
+        label = genotype.name or genotype.archid
+        branches = [b["cells"] for b in genotype.structure["branches"]]
+        unknown_op([c["op"] for cells in branches for c in cells], self.net.ops, genotype)
+        name = self.architecture_of(genotype)
+        sp = self.net.specs[name]
+        subset = tuple(sorted(SCALES.index(cells[-1]["scale"]) for cells in branches))
+        if subset not in self.net.heads_subsets:
+            raise GenotypeError(f"genotype {label}: its branches end at {subset_name(subset)}, and the supernet "
+                                f"has no head fusing them (space_args.branches {self.args['branches']}, "
+                                f"genotype's {args['branches']})")
+        rows: dict[tuple[str, int, int], tuple[Any, int]] = {}  # (kind, layer, scale index) -> (choice, branch)
+        notes: list[str] = []
+        for b, cells in enumerate(branches):
+            if cells[-1]["chi"] != sp["head_chi"]:
+                raise GenotypeError(f"genotype {label}: branch {b}'s last cell has chi {cells[-1]['chi']}; the "
+                                    f"supernet's last cells run at head_chi {sp['head_chi']}, so it cannot compute it")
+            for i, cell in enumerate(cells[:-1]):
+                if cell["chi"] not in sp["chis"]:
+                    raise GenotypeError(f"genotype {label}: branch {b} cell {i} has chi {cell['chi']}; the "
+                                        f"supernet's {name} chooses from {sp['chis']}, so it cannot compute it")
+            options = self._layouts(cells, sp, label, b)
+            layered, note = min(options, key=lambda o: sum(rows.get(key, (value,))[0] != value
+                                                           for key, value in _claims(o[0]).items()))
+            notes += [note] if note else []
+            for key, value in _claims(layered).items():
+                held = rows.setdefault(key, (value, b))
+                if held[0] != value:
+                    kind, l, j = key
+                    what = {"op": f"the operator of the cell at layer {l}, 1/{SCALES[j]}",
+                            "input": f"the input of node (layer {l}, 1/{SCALES[j]})",
+                            "width": f"the width of node (layer {l}, 1/{SCALES[j]})"}[kind]
+                    notes.append(f"branch {b}: {what} is shared with branch {held[1]}, which chose {held[0]!r} "
+                                 f"(not {value!r}); the supernet holds one choice, branch {held[1]}'s")
+        with torch.no_grad():
+            alphas = [a.detach().clone() for a in self.net.alphas(name)]
+            betas = [None] + [bt.detach().clone() for bt in self.net.betas(name)[1:]]
+        widths = self.net.sample_widths(name, "argmax" if len(sp["chis"]) > 1 else "max")
+        for (kind, l, j), (value, _) in rows.items():
+            if kind == "op":
+                alphas[j][l - j] = 0.0
+                alphas[j][l - j, self.net.ops.index(value)] = 1.0
+            elif kind == "input":
+                betas[j][l - j - 1] = 0.0
+                betas[j][l - j - 1, 0 if value == "from_down" else 1] = 1.0
+            else:
+                widths[l, j] = (sp["chis"].index(value), None)
+        finer = [j for j in range(max(subset)) if j not in subset]
+        notes.append("the supernet's head refines a coarse output with the trellis' finer final outputs, not with "
+                     "the branch's own earlier features as the child does"
+                     + (f"; no branch ends at {', '.join(f'1/{SCALES[j]}' for j in finer)}, so those come from "
+                        "the cells' searched weights"
+                        if finer else ""))
+        return name, subset, {"alphas": alphas, "betas": betas, "widths": widths}, notes
+
+    def _layouts(self, cells: list[dict[str, Any]], sp: dict[str, Any], label: str,
+                 b: int) -> list[tuple[list[dict[str, Any]], str | None]]:
+        """A branch's cells on all L layers, with the note it needs: removed cells stand in as ``skip`` cells
+        at any one place (latest first), each with the width of the cell before it."""
+        pad = self.net.layers - len(cells)
+        if pad == 0:
+            return [(cells, None)]
+        if "skip" not in self.net.ops:
+            raise GenotypeError(f"genotype {label}: branch {b} has {len(cells)} cells for the supernet's "
+                                f"{self.net.layers} layers, and without a 'skip' operator the supernet has no cell "
+                                "to stand for the removed ones, so it cannot compute it")
+        out = []
+        for k in range(len(cells) - 1, -1, -1):  # the skips run before cell k, at its input scale
+            if k:
+                chi = cells[k - 1]["chi"]
+            else:  # right after the stem: the searched width nearest the stem's
+                chi = min(sp["chis"], key=lambda c: (abs(c - sp["stem_chi"]), c))
+            skip = {"op": "skip", "scale": cells[k]["scale"], "chi": chi}
+            note = (f"branch {b}: {pad} 'skip' cell(s) before its cell {k} stand for the cells its derivation "
+                    "removed (the supernet cannot drop a cell; its skip is a 1x1 conv)")
+            out.append((cells[:k] + [skip] * pad + cells[k:], note))
+        return out
+
+    @contextmanager
+    def fixed(self, genotype: Genotype) -> Iterator[list[str]]:
+        """Inside, the supernet computes ``genotype`` (a student or a teacher) as far as it can (see
+        ``fixed_layout``), so ``supernet_miou`` is the mIoU of the head fusing its branches; alpha, beta
+        and gamma are never changed. Yields the ways this differs from the child network; a genotype the
+        supernet cannot compute is a GenotypeError naming the mismatch."""
+        if self.net.fixed or self._fixed is not None:
+            raise RuntimeError("an architecture is already fixed in this supernet")
+        name, subset, weights, notes = self.fixed_layout(genotype)
+        self.net.fixed, self._fixed = {name: weights}, (name, subset)
+        try:
+            yield notes
+        finally:
+            self.net.fixed, self._fixed = {}, None
+
+    @torch.no_grad()
+    def supernet_miou(self, loader: DataLoader) -> float:
+        """mIoU on ``loader``'s images of the fixed architecture's head for its branches; with none fixed,
+        of the student's best head fusing ``branches`` scales (the ACC of branch selection)."""
+        if self._fixed is not None:
+            name, subset = self._fixed
+            return self.head_accuracy(name, loader)[subset]
+        nb = min(int(self.args["branches"]), 3)
+        return max(v for s, v in self.head_accuracy("student", loader).items() if len(s) == nb)
 
     def adapt_lambda(self, student_latency: float) -> None:
         """Halve lambda when the student is faster than the target band, double it when slower."""

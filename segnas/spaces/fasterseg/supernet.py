@@ -108,6 +108,9 @@ class FasterSegSupernet(nn.Module):
                 self.cells[f"{l}_{j}"] = SearchCell(self.ops, opts["in"][s], opts["same"][s], down)
         self.heads = nn.ModuleDict({n: SearchHead(sp["head_chi"], num_classes, self.heads_subsets)
                                     for n, sp in self.specs.items()})
+        # per architecture name, hard operator and input weights and widths used instead of alpha, beta
+        # and gamma while set (``FasterSegSearch.fixed``); the parameters themselves are never touched
+        self.fixed: dict[str, dict[str, Any]] = {}
         self.arch = ArchParameters()
         free = tuple(k for k, op in enumerate(self.ops) if op == "skip")
         groups = {"parameter_free": free, "parametric": tuple(k for k in range(len(self.ops)) if k not in free)}
@@ -139,10 +142,14 @@ class FasterSegSupernet(nn.Module):
         return l - max(j, 1)
 
     def alphas(self, name: str, uniform: bool = False) -> list[torch.Tensor]:
+        if name in self.fixed and not uniform:
+            return self.fixed[name]["alphas"]
         keys = [f"{name}_alpha{j}" for j in range(3)]
         return [uniform_weights(self.arch[k]) if uniform else self.arch.weights(k) for k in keys]
 
     def betas(self, name: str, uniform: bool = False) -> list[torch.Tensor | None]:
+        if name in self.fixed and not uniform:
+            return self.fixed[name]["betas"]
         keys = [f"{name}_beta{j}" for j in (1, 2)]
         return [None] + [uniform_weights(self.arch[k]) if uniform else self.arch.weights(k) for k in keys]
 
@@ -156,8 +163,10 @@ class FasterSegSupernet(nn.Module):
 
         ``mode``: max | min | random | argmax | gumbel. Only ``gumbel`` returns
         vectors that carry gradients to gamma (hard one-hot forward, softmax
-        backward); the others return None.
+        backward); the others return None. While an architecture ``name`` is fixed, its widths, whatever the mode.
         """
+        if name in self.fixed:
+            return dict(self.fixed[name]["widths"])
         chis = self.specs[name]["chis"]
         n = len(chis)
         out: dict[tuple[int, int], tuple[int, torch.Tensor | None]] = {}

@@ -1,0 +1,94 @@
+"""DCNAS (Zhang et al., CVPR 2021): a densely connected multi-scale grid, connections and operators searched together.
+
+The method composes the DCNAS space's supernet problem with a strategy; its
+own parts are the presets, the ``dcnas.*`` section (partial-channel ratio,
+the three regularizers and their weights, the derived networks' arguments)
+and the drawing of each result next to its genotype.
+
+Search settings of the supplement (Sec. 1.5) the presets follow: SGD at 0.01
+with weight decay 1e-4 for the weights, Adam at 5e-4 without weight decay
+for alpha and beta, poly(0.9) learning rate, 120 epochs, 1024x512 crops
+from scale [0.5, 2.0]. The supplement mentions no warm-up (the ``paper`` preset has none) and no search batch
+size (8 there is segnas' choice).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import RunConfig
+from ..genotype import Genotype
+from ..report.draw import draw_dcnas
+from ..spaces.dcnas.search import DCNASConfig, DCNASSearch
+from . import Method
+
+_OPTIMISERS = {"lr": 0.01, "lr_schedule": "poly", "poly_power": 0.9, "lr_min": 0.0, "weight_decay": 1e-4,
+               "arch_lr": 5e-4, "arch_betas": [0.9, 0.999], "arch_weight_decay": 0.0}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "search": {"pretrain_epochs": 1, "epochs": 1, "batch_size": 2, "steps_per_epoch": 2, "select_images": 2,
+                   **_OPTIMISERS,
+                   "space_args": {"layers": 2, "filter_multiplier": 4, "stem_channels": 8, "head_channels": 16}},
+    },
+    "cpu": {
+        "data": {"crop": [128, 128]},
+        "search": {"pretrain_epochs": 1, "epochs": 3, "batch_size": 4, "select_images": 8,
+                   **_OPTIMISERS,
+                   "space_args": {"layers": 4, "filter_multiplier": 8, "stem_channels": 16, "head_channels": 64}},
+    },
+    "paper": {
+        "data": {"crop": [512, 1024], "scale_range": [0.5, 2.0]},
+        "search": {"pretrain_epochs": 0, "epochs": 120, "batch_size": 8, "select_images": 16, **_OPTIMISERS,
+                   "space_args": {"layers": 14}},
+    },
+}
+
+
+def make_problem(cfg: RunConfig, data, run: Path, device: torch.device, progress: bool) -> DCNASSearch:
+    return DCNASSearch(cfg, data.num_classes, data.ignore_index, device)
+
+
+def sample_args(cfg: RunConfig) -> dict[str, Any]:
+    """Random networks are drawn with the arguments the searched one is built with."""
+    return DCNASSearch.check_config(cfg)[1]
+
+
+def epoch_line(record: dict[str, Any]) -> str:
+    """One decoded architecture in the progress line of a search epoch."""
+    line = f"{record['nodes']} nodes, {record['connections']} connections"
+    return line if record.get("miou") is None else f"{line} | supernet mIoU(trainB) {100 * record['miou']:.1f}"
+
+
+def report(result: dict[str, Any], out: Path) -> list[str]:
+    lines = []
+    for name, r in ((result.get("final") or {}).get("architectures") or {}).items():
+        what = (f" {r['nodes']} nodes, {r['connections']} connections" if "nodes" in r
+                else f" trial {r.get('trial')}, search mIoU {100 * r['miou']:.1f}%")
+        lines.append(f"{name}: {r['archid']}{what} -> {out / (name + '.json')} (drawing {out / (name + '.png')})")
+    lines.append(f"next: segnas retrain {out / 'genotype.json'} --out {out}-retrain")
+    return lines
+
+
+def coarse_to_fine(genotype: Genotype) -> bool:
+    """A kept connection from a 1/32 node (the stem's 1/32 output included) into a node at 1/4, 1/8 or 1/16.
+
+    What ``planted-context`` rewards, read for this space: the head always
+    reads the last layer's 1/32 node, so every DCNAS network has coarse
+    context at the head; the property is whether coarse context reaches the
+    finer features inside the network, before the head.
+    """
+    return any(node["scale"] < 32 and any(scale == 32 for _, scale in node["inputs"])
+               for node in genotype.structure["nodes"])
+
+
+METHOD = Method(
+    name="dcnas", title="DCNAS (Zhang et al., CVPR 2021)", space="dcnas",
+    strategies=("differentiable", "random"), presets=PRESETS, section=DCNASConfig,
+    outputs=("genotype",), primary="genotype", problem=make_problem, check=DCNASSearch.check_config,
+    sample_args=sample_args, draw=draw_dcnas, draw_results=True, report=report, epoch_line=epoch_line,
+    planted={"planted-context": ("a connection from a 1/32 node into a finer node", coarse_to_fine)},
+)
