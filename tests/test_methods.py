@@ -248,3 +248,14 @@ def test_planted_search_settings_make_a_valid_config_for_every_method_and_strate
                 cfg = method.config("cpu", overrides=planted.search_overrides(method, strategy, scenes),
                                     strategy=strategy)
                 assert cfg.data.dataset == planted.DATASET and list(cfg.data.crop) == list(scenes.size)
+
+
+def test_a_search_report_names_each_architecture_its_files_and_the_retrain_command(tmp_path):
+    searched = {"final": {"architectures": {"genotype": {"archid": "abc", "path": [0, 1, 2]}}}}
+    lines = get_method("autodeeplab").report(searched, tmp_path)
+    assert lines[0] == f"genotype: abc path 4 8 16 -> {tmp_path / 'genotype.json'} (drawing {tmp_path / 'genotype.png'})"
+    assert lines[-1] == f"next: segnas retrain {tmp_path / 'genotype.json'} --out {tmp_path}-retrain"
+    dense = {"final": {"architectures": {"genotype": {"archid": "abc", "nodes": 6, "connections": 9}}}}
+    assert get_method("dcnas").report(dense, tmp_path)[0].startswith("genotype: abc 6 nodes, 9 connections -> ")
+    trial = {"final": {"architectures": {"genotype": {"archid": "def", "trial": 3, "miou": 0.5}}}}
+    assert get_method("dcnas").report(trial, tmp_path)[0].startswith("genotype: def trial 3, search mIoU 50.0% -> ")

@@ -104,6 +104,22 @@ class Method:
         return get_space(self.space).sample(rng, self.sample_args(cfg))
 
 
+def genotype_report(key: str, describe: Callable[[dict[str, Any]], str]) -> Callable[[dict[str, Any], Path], list[str]]:
+    """``Method.report`` of a method whose search writes one ``genotype.json``: each final architecture
+    (``describe`` of its record where the record has ``key``, else the random search's trial) with its
+    files, then the retrain command."""
+    def report(result: dict[str, Any], out: Path) -> list[str]:
+        lines = []
+        for name, r in ((result.get("final") or {}).get("architectures") or {}).items():
+            what = (f" {describe(r)}" if key in r
+                    else f" trial {r.get('trial')}, search mIoU {100 * r['miou']:.1f}%")
+            lines.append(f"{name}: {r['archid']}{what} -> {out / (name + '.json')} (drawing {out / (name + '.png')})")
+        lines.append(f"next: segnas retrain {out / 'genotype.json'} --out {out}-retrain")
+        return lines
+
+    return report
+
+
 def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in over.items():
@@ -150,4 +166,4 @@ def draw_genotype(genotype: Genotype, path: str | Path) -> Path:
     return method.draw(genotype, Path(path))
 
 
-__all__ = ["METHODS", "Method", "draw_genotype", "get_method", "method_for_space"]
+__all__ = ["METHODS", "Method", "draw_genotype", "genotype_report", "get_method", "method_for_space"]

@@ -20,7 +20,7 @@ from ..genotype import Genotype
 from ..report.draw import draw_autodeeplab
 from ..spaces.autodeeplab.network import SCALES
 from ..spaces.autodeeplab.search import AutoDeepLabConfig, AutoDeepLabSearch
-from . import Method
+from . import Method, genotype_report
 
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
@@ -60,20 +60,14 @@ def sample_args(cfg: RunConfig) -> dict[str, Any]:
     return AutoDeepLabSearch.check_config(cfg)[1]
 
 
+def describe(record: dict[str, Any]) -> str:
+    return f"path {' '.join(str(SCALES[j]) for j in record['path'])}"
+
+
 def epoch_line(record: dict[str, Any]) -> str:
     """One decoded architecture in the progress line of a search epoch."""
-    line = f"path {' '.join(str(SCALES[j]) for j in record['path'])}"
+    line = describe(record)
     return line if record.get("miou") is None else f"{line} | supernet mIoU(trainB) {100 * record['miou']:.1f}"
-
-
-def report(result: dict[str, Any], out: Path) -> list[str]:
-    lines = []
-    for name, r in ((result.get("final") or {}).get("architectures") or {}).items():
-        path = (f" path {' '.join(str(SCALES[j]) for j in r['path'])}" if "path" in r
-                else f" trial {r.get('trial')}, search mIoU {100 * r['miou']:.1f}%")
-        lines.append(f"{name}: {r['archid']}{path} -> {out / (name + '.json')} (drawing {out / (name + '.png')})")
-    lines.append(f"next: segnas retrain {out / 'genotype.json'} --out {out}-retrain")
-    return lines
 
 
 def reaches_coarsest(genotype: Genotype) -> bool:
@@ -85,6 +79,7 @@ METHOD = Method(
     name="autodeeplab", title="Auto-DeepLab (Liu et al., CVPR 2019)", space="autodeeplab",
     strategies=("differentiable", "random"), presets=PRESETS, section=AutoDeepLabConfig,
     outputs=("genotype",), primary="genotype", problem=make_problem, check=AutoDeepLabSearch.check_config,
-    sample_args=sample_args, draw=draw_autodeeplab, draw_results=True, report=report, epoch_line=epoch_line,
+    sample_args=sample_args, draw=draw_autodeeplab, draw_results=True, epoch_line=epoch_line,
+    report=genotype_report("path", describe),
     planted={"planted-context": ("a path reaching 1/32", reaches_coarsest)},
 )

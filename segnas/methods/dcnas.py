@@ -23,7 +23,7 @@ from ..config import RunConfig
 from ..genotype import Genotype
 from ..report.draw import draw_dcnas
 from ..spaces.dcnas.search import DCNASConfig, DCNASSearch
-from . import Method
+from . import Method, genotype_report
 
 _OPTIMISERS = {"lr": 0.01, "lr_schedule": "poly", "poly_power": 0.9, "lr_min": 0.0, "weight_decay": 1e-4,
                "arch_lr": 5e-4, "arch_betas": [0.9, 0.999], "arch_weight_decay": 0.0}
@@ -57,20 +57,14 @@ def sample_args(cfg: RunConfig) -> dict[str, Any]:
     return DCNASSearch.check_config(cfg)[1]
 
 
+def describe(record: dict[str, Any]) -> str:
+    return f"{record['nodes']} nodes, {record['connections']} connections"
+
+
 def epoch_line(record: dict[str, Any]) -> str:
     """One decoded architecture in the progress line of a search epoch."""
-    line = f"{record['nodes']} nodes, {record['connections']} connections"
+    line = describe(record)
     return line if record.get("miou") is None else f"{line} | supernet mIoU(trainB) {100 * record['miou']:.1f}"
-
-
-def report(result: dict[str, Any], out: Path) -> list[str]:
-    lines = []
-    for name, r in ((result.get("final") or {}).get("architectures") or {}).items():
-        what = (f" {r['nodes']} nodes, {r['connections']} connections" if "nodes" in r
-                else f" trial {r.get('trial')}, search mIoU {100 * r['miou']:.1f}%")
-        lines.append(f"{name}: {r['archid']}{what} -> {out / (name + '.json')} (drawing {out / (name + '.png')})")
-    lines.append(f"next: segnas retrain {out / 'genotype.json'} --out {out}-retrain")
-    return lines
 
 
 def coarse_to_fine(genotype: Genotype) -> bool:
@@ -89,6 +83,7 @@ METHOD = Method(
     name="dcnas", title="DCNAS (Zhang et al., CVPR 2021)", space="dcnas",
     strategies=("differentiable", "random"), presets=PRESETS, section=DCNASConfig,
     outputs=("genotype",), primary="genotype", problem=make_problem, check=DCNASSearch.check_config,
-    sample_args=sample_args, draw=draw_dcnas, draw_results=True, report=report, epoch_line=epoch_line,
+    sample_args=sample_args, draw=draw_dcnas, draw_results=True, epoch_line=epoch_line,
+    report=genotype_report("nodes", describe),
     planted={"planted-context": ("a connection from a 1/32 node into a finer node", coarse_to_fine)},
 )
