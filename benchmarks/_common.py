@@ -11,6 +11,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,21 @@ def timed(fn: Callable[[], object], repeats: int) -> dict[str, float]:
     return {"median_s": statistics.median(times), "min_s": min(times), "repeats": repeats}
 
 
+def bilevel_steps(problem: Any, images: torch.Tensor, masks: torch.Tensor, repeats: int) -> dict[str, Any]:
+    """Timings of a supernet problem's weight step and architecture step (backward included) on one batch,
+    and their sum: one search iteration."""
+    def weight_step() -> None:
+        problem.net.zero_grad(set_to_none=True)
+        problem.weight_backward(images, masks, pretrain=False)
+
+    def arch_step() -> None:
+        problem.net.zero_grad(set_to_none=True)
+        problem.arch_backward(images, masks)
+
+    steps = {"weight_step": timed(weight_step, repeats), "arch_step": timed(arch_step, repeats)}
+    return {"steps": steps, "iteration_s": steps["weight_step"]["median_s"] + steps["arch_step"]["median_s"]}
+
+
 def camvid_root(arg: str | None) -> Path | None:
     """The CamVid folder from ``--root``, $SEGNAS_CAMVID or ../shared/data/camvid; None (and a message) if absent."""
     from segnas.data import default_camvid_root
@@ -71,6 +87,36 @@ def resumable(run: Path, resume: bool) -> bool:
         return True
     shutil.rmtree(run)
     return False
+
+
+@dataclass
+class CamvidSearch:
+    """A finished (or resumed) search of a CamVid benchmark: where it ran and what it gave."""
+
+    out: Path
+    data: dict[str, Any]  # the ``data`` config every retrain of the benchmark shares
+    method: Any
+    cfg: Any
+    result: dict[str, Any]
+    search_s: float
+    t0: float  # when the benchmark started (perf_counter)
+
+
+def camvid_search(method_name: str, args: argparse.Namespace, quick_search: list[str], tag: str) -> CamvidSearch | None:
+    """Run (or, with ``--resume``, continue) ``method_name``'s ``cpu``-preset search on CamVid in ``OUT/search``
+    (``--search-set`` and, with ``--quick``, ``quick_search`` on top); None, with a message, without CamVid."""
+    root = camvid_root(args.root)
+    if root is None:
+        return None
+    out = Path(args.out) if args.out else Path("runs") / time.strftime(f"{tag}-%Y%m%d-%H%M%S")
+    data = {"data": {"dataset": "camvid", "root": str(root)}}
+    t0 = time.perf_counter()
+    from segnas.methods import get_method
+
+    method = get_method(method_name)
+    cfg = method.config("cpu", overrides=(quick_search if args.quick else []) + args.search_set, extra=data)
+    result = method.search(cfg, out / "search", resume=resumable(out / "search", args.resume), progress=True)
+    return CamvidSearch(out, data, method, cfg, result, time.perf_counter() - t0, t0)
 
 
 def camvid_search_args(ap: argparse.ArgumentParser) -> None:

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from _common import machine, peak_rss_mb, timed, write  # noqa: E402
+from _common import bilevel_steps, machine, peak_rss_mb, write  # noqa: E402
 from segnas.methods import get_method  # noqa: E402
 from segnas.spaces.autodeeplab.search import AutoDeepLabSearch  # noqa: E402
 
@@ -41,18 +41,10 @@ def one(setting: str, repeats: int, num_classes: int) -> dict:
     images = torch.randn(sc.batch_size, 3, h, w)
     masks = torch.randint(0, num_classes, (sc.batch_size, h, w))
 
-    def weight_step():
-        problem.net.zero_grad(set_to_none=True)
-        problem.weight_backward(images, masks, pretrain=False)
-
-    def arch_step():
-        problem.net.zero_grad(set_to_none=True)
-        problem.arch_backward(images, masks)
-
-    steps = {"weight_step": timed(weight_step, repeats), "arch_step": timed(arch_step, repeats)}
+    timing = bilevel_steps(problem, images, masks, repeats)
     return {"setting": setting, "preset": preset, "batch_size": sc.batch_size, "crop": [h, w],
             "space_args": problem.args, "weight_params": sum(p.numel() for p in problem.weight_parameters()),
-            "steps": steps, "iteration_s": steps["weight_step"]["median_s"] + steps["arch_step"]["median_s"],
+            **timing,
             "peak_rss_mb": peak_rss_mb(), "threads": torch.get_num_threads()}
 
 

@@ -19,10 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import camvid_root, camvid_search_args, machine, peak_rss_mb, resumable, write  # noqa: E402
+from _common import camvid_search, camvid_search_args, machine, peak_rss_mb, resumable, write  # noqa: E402
 from segnas import zoo  # noqa: E402
 from segnas.config import make_config  # noqa: E402
-from segnas.methods import get_method  # noqa: E402
 from segnas.engine import retrain  # noqa: E402
 from segnas.genotype import load as load_genotype  # noqa: E402
 from segnas.profile import count_flops, count_params, measure_latency  # noqa: E402
@@ -40,16 +39,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     camvid_search_args(ap)
     args = ap.parse_args()
-    root = camvid_root(args.root)
-    if root is None:
+    run = camvid_search("autodeeplab", args, QUICK_SEARCH, "bench_adl")
+    if run is None:
         return 2
-    out = Path(args.out) if args.out else Path("runs") / time.strftime("bench_adl-%Y%m%d-%H%M%S")
-    data = {"data": {"dataset": "camvid", "root": str(root)}}
-    t0 = time.perf_counter()
-    method = get_method("autodeeplab")
-    scfg = method.config("cpu", overrides=(QUICK_SEARCH if args.quick else []) + args.search_set, extra=data)
-    search = method.search(scfg, out / "search", resume=resumable(out / "search", args.resume), progress=True)
-    search_s = time.perf_counter() - t0
+    out, data, search, search_s, t0 = run.out, run.data, run.result, run.search_s, run.t0
     searched = load_genotype(out / "search" / "genotype.json")
     published = zoo.get("autodeeplab-s")
     space = get_space("autodeeplab")

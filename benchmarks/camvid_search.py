@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from _common import camvid_root, camvid_search_args, machine, peak_rss_mb, resumable, write  # noqa: E402
+from _common import camvid_search, camvid_search_args, machine, peak_rss_mb, resumable, write  # noqa: E402
 from segnas import zoo  # noqa: E402
 from segnas.config import make_config, to_dict  # noqa: E402
 from segnas.engine import retrain  # noqa: E402
@@ -47,7 +47,6 @@ from segnas.genotype import load as load_genotype  # noqa: E402
 from segnas.objectives import LatencyTable, interleaved_fastest  # noqa: E402
 from segnas.spaces import get_space  # noqa: E402
 from segnas.spaces.fasterseg.lut import estimate_latency  # noqa: E402
-from segnas.methods import get_method  # noqa: E402
 from segnas.methods.fasterseg import search_table_file  # noqa: E402
 
 QUICK_SEARCH = ["search.pretrain_epochs=1", "search.epochs=1", "search.steps_per_epoch=6", "search.select_images=4",
@@ -79,17 +78,11 @@ def main() -> int:
     ap.add_argument("--retrain-seeds", default="0", type=_seeds,
                     help="comma-separated retrain seeds; every network is retrained once per seed")
     args = ap.parse_args()
-    root = camvid_root(args.root)
-    if root is None:
+    run = camvid_search("fasterseg", args, QUICK_SEARCH, "bench_search")
+    if run is None:
         return 2
-    out = Path(args.out) if args.out else Path("runs") / time.strftime("bench_search-%Y%m%d-%H%M%S")
-    data = {"data": {"dataset": "camvid", "root": str(root)}}
+    out, data, scfg, search, search_s, t0 = run.out, run.data, run.cfg, run.result, run.search_s, run.t0
     n_random = 2 if args.quick else args.random
-    t0 = time.perf_counter()
-    method = get_method("fasterseg")
-    scfg = method.config("cpu", overrides=(QUICK_SEARCH if args.quick else []) + args.search_set, extra=data)
-    search = method.search(scfg, out / "search", resume=resumable(out / "search", args.resume), progress=True)
-    search_s = time.perf_counter() - t0
     hw, num_classes = tuple(scfg.fasterseg.deploy_size), search["num_classes"]
     table = LatencyTable.load(search_table_file(scfg, out / "search"))
     student, teacher = load_genotype(out / "search" / "student.json"), load_genotype(out / "search" / "teacher.json")

@@ -3,7 +3,8 @@
 On ``planted-context`` (segnas.data.planted) a target's class is the colour
 of the nearest beacon, which lies beyond a fine-resolution receptive field;
 each method states the property that reaches it (``Method.planted``: a 1/32
-FasterSeg branch, an Auto-DeepLab path reaching 1/32). For one method and
+FasterSeg branch, an Auto-DeepLab path reaching 1/32, a DCNAS head whose receptive-
+field radius is 220 px or more, a Nekrasov decoder reading the 1/32 encoder output). For one method and
 strategy this benchmark runs a search per seed at a CPU budget
 (``segnas.planted.SEARCH``), then:
 
@@ -28,6 +29,7 @@ of 5 seeds and beats the random median.
     python benchmarks/planted.py --method fasterseg --matters --pairs 3 --json benchmarks/results/planted_fasterseg_matters.json
     python benchmarks/planted.py --method fasterseg --seeds 0 1 2 3 4 --json benchmarks/results/planted_fasterseg_32x448.json
     python benchmarks/planted.py --method autodeeplab --strategy random --seeds 0 1 2 --no-retrain --scenes demo
+    python benchmarks/planted.py --method nekrasov --strategy ppo --seeds 0 1 2   # multi-trial: ppo or random
     python benchmarks/planted.py --method fasterseg --quick      # pipeline check: one tiny search, two retrains
 """
 
@@ -138,7 +140,8 @@ def main() -> int:
         for i, g in enumerate(chosen):
             train(f"random{i}", g)
             randoms.append({**trained[g.archid], "archid": g.archid, "in_median": i < args.random})
-        for k, pair in enumerate(planted.matched_pairs(method, base, num_classes, args.pairs, rng)):
+        for k, pair in enumerate(planted.matched_pairs(method, base, num_classes, args.pairs, rng,
+                                                          draws=60 if args.quick else 400)):
             for side, g in zip(("with", "without"), pair):
                 train(f"pair{k}-{side}", g)
             pairs.append({side: {**trained[g.archid], "archid": g.archid} for side, g in zip(("with", "without"), pair)})

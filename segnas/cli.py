@@ -116,7 +116,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     out = Path(args.out)
     resume_overrides = None
     if args.resume:
-        _resume_flags(args, (("--lut", args.lut), ("--deploy-size", args.deploy_size), ("--strategy", args.strategy)))
+        _resume_flags(args, (("--lut", args.lut), ("--deploy-size", args.deploy_size), ("--strategy", args.strategy),
+                             ("--executor", args.executor), ("--workers", args.workers), ("--address", args.address)))
         cfg = method.config(args.preset)  # replaced by the run's own config
         resume_overrides = {k: getattr(args, k) for k in ("device", "threads") if getattr(args, k) is not None}
     else:
@@ -126,6 +127,13 @@ def cmd_search(args: argparse.Namespace) -> int:
             own["deploy_size"] = list(own["deploy_size"])
         if own:
             extra[method.name] = own
+        trials = {k: v for k, v in (("kind", args.executor), ("workers", args.workers), ("address", args.address))
+                  if v is not None}
+        if trials and "executor" not in method.sections(strategy):
+            raise SegnasError(f"--executor, --workers and --address belong to multi-trial searches; {args.method} "
+                              f"with strategy {strategy} trains no trials")
+        if trials:
+            extra["executor"] = trials
         cfg = method.config(args.preset, args.config, args.overrides, extra, strategy=args.strategy)
     result = method.search(cfg, out, resume=args.resume, progress=not args.quiet, resume_overrides=resume_overrides)
     if result.get("already_complete"):
@@ -272,12 +280,17 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from .methods import draw_genotype
+    from .methods import METHODS, draw_genotype
     from .spaces import get_space
+    from .spaces.nekrasov import parse_paper
 
-    g = resolve_genotype(args.genotype)
+    # a nested integer list is Nekrasov et al.'s encoding (the only space with one)
+    g = parse_paper(args.genotype) if args.genotype.lstrip().startswith("[") else resolve_genotype(args.genotype)
     print(f"{g.name or '(unnamed)'}  space={g.space} v{g.space_version}  archid={g.archid}")
     print(get_space(g.space).describe(g))
+    if not any(m.space == g.space and m.draw is not None for m in METHODS.values()):
+        print(f"no drawing for space {g.space} yet")
+        return 0
     png = Path(args.png) if args.png else Path(f"{g.name or g.archid}.png")
     if not args.png and png.exists():
         raise SegnasError(f"{png}: exists; pass --png PATH to choose where the drawing goes")
@@ -304,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lut", default=None, help="latency table from 'segnas latency build' (default: measure one)")
     p.add_argument("--deploy-size", type=parse_hw, default=None, metavar="HxW",
                    help="input size the latency is optimised for (default from the preset)")
+    p.add_argument("--executor", default=None, help="multi-trial searches: where trials run (inline, local, ray)")
+    p.add_argument("--workers", type=int, default=None, help="multi-trial searches: trials at once")
+    p.add_argument("--address", default=None, help="--executor ray: the cluster to join (default: a local Ray)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _config_args(p)
     p.set_defaults(func=cmd_search)
@@ -379,7 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_zoo)
 
     p = sub.add_parser("show", help="print a genotype and draw it to a PNG")
-    p.add_argument("genotype", help="genotype .json or zoo name")
+    p.add_argument("genotype", help="genotype .json, zoo name, or Nekrasov et al.'s encoding "
+                                    "'[[[c1, c2], ...], [o1, [i2, i3, o2, o3], ...]]'")
     p.add_argument("--png", default=None, help="drawing path (default: NAME.png)")
     p.set_defaults(func=cmd_show)
 

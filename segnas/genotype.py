@@ -29,6 +29,25 @@ def _canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
+@dataclass(frozen=True)
+class Decision:
+    """One categorical decision of the flat ``choices``: an integer in ``0 .. size - 1``.
+
+    ``constraint`` says in words what the size alone does not (values that
+    depend on other decisions, or when the decision is present at all), so a
+    sampler knows why ``decode`` may still refuse an in-range integer.
+    ``group`` names decisions that pick from one list (``"op"``: an index
+    into the space's operators): a controller may share one output head
+    among them; decisions without a group are each their own kind. Spaces describe
+    their ``choices`` with these (``SearchSpace.choice_spec``); strategies read them.
+    """
+
+    name: str
+    size: int
+    constraint: str = ""
+    group: str = ""
+
+
 @dataclass
 class Genotype:
     """A discrete architecture of one search space."""

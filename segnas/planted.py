@@ -92,20 +92,22 @@ def cost(genotype: Genotype, num_classes: int, size: tuple[int, int] = BENCH.siz
 
 
 def _drawn(method: Method, cfg: RunConfig, num_classes: int, rng: np.random.Generator,
-           draws: int) -> Iterator[tuple[Genotype, float]]:
-    """Random architectures of ``cfg``'s space as the search would derive them, with their cost at ``cfg``'s scenes."""
-    size = tuple(cfg.data.synthetic_size)
+           draws: int, size: tuple[int, int] | None = None) -> Iterator[tuple[Genotype, float]]:
+    """Random architectures of ``cfg``'s space as the search would derive them, with their cost at ``size``
+    (default: ``cfg``'s scenes)."""
+    size = tuple(size or cfg.data.synthetic_size)
     for _ in range(draws):
         g = method.sample(rng, cfg)
         yield g, cost(g, num_classes, size)
 
 
 def random_in_band(method: Method, cfg: RunConfig, reference: float, num_classes: int, count: int,
-                   rng: np.random.Generator, draws: int = 400) -> list[Genotype]:
-    """Up to ``count`` distinct random architectures whose cost is within BAND of ``reference``."""
+                   rng: np.random.Generator, draws: int = 400, size: tuple[int, int] | None = None,
+                   band: float = BAND) -> list[Genotype]:
+    """Up to ``count`` distinct random architectures whose cost at ``size`` is within ``band`` of ``reference``."""
     found: dict[str, Genotype] = {}
-    for g, c in _drawn(method, cfg, num_classes, rng, draws):
-        if abs(c - reference) <= BAND * reference:
+    for g, c in _drawn(method, cfg, num_classes, rng, draws, size):
+        if abs(c - reference) <= band * reference:
             found.setdefault(g.archid, g)
             if len(found) == count:
                 break

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import segnas.zoo
 from segnas.errors import GenotypeError
-from segnas.spaces import AutoDeepLabSpace, FasterSegSpace, SearchSpace
+from segnas.spaces import AutoDeepLabSpace, FasterSegSpace, SearchSpace, get_space
 from segnas.spaces.base import Decision
 
 FS, ADL = FasterSegSpace(), AutoDeepLabSpace()
@@ -87,10 +87,10 @@ def test_default_args_round_trip(space):
 @pytest.mark.parametrize("name", segnas.zoo.list())
 def test_zoo_round_trips(name):
     g = segnas.zoo.get(name)
-    space = FS if g.space == "fasterseg" else ADL
+    space = get_space(g.space)
     round_trip(space, g)
     spec = {d.name: d for d in space.choice_spec(g.space_args)}
-    names = fasterseg_names(g.structure) if space is FS else list(spec)
+    names = fasterseg_names(g.structure) if g.space == "fasterseg" else list(spec)
     assert len(names) == len(g.choices)
     assert all(c < spec[n].size for c, n in zip(g.choices, names))
 

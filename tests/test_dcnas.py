@@ -438,14 +438,28 @@ def test_presets_follow_the_supplement_where_the_search_config_can():
     assert paper.dcnas.max_indegree == 3 and SPACE.resolve_args(paper.search.space_args)["layers"] == 14
 
 
-def test_planted_property_is_coarse_context_reaching_finer_features():
+def test_receptive_fields_of_a_hand_made_network():
+    from segnas.spaces.dcnas.receptive import head_field, node_fields
+
+    fields = node_fields(HAND, HAND_ARGS)
+    # stem 11/19/35/67; (1,8): 1/4 input 11 + 8 (stride-2 3x3 at 1/4), k5 at 1/8 + 32 = 51
+    assert fields[(1, 8)] == 51 and fields[(1, 32)] == 67  # 35 + 32 (3x3 at 1/16), skip
+    assert fields[(2, 4)] == 67  # (1,8) 51 + 8 (bilinear from 1/8), k3 at 1/4 + 8
+    assert fields[(2, 8)] == 147  # (1,32) 67 + 32 (bilinear from 1/32), k7 at 1/8 + 48
+    assert fields[(2, 32)] == 227  # (1,8) 51 + 16 + 32 (two stride-2 3x3s), k5 at 1/32 + 128
+    assert head_field(HAND, HAND_ARGS) == 267  # (2,32) 227 + 32 (to 1/4), 3x3 at 1/4 + 8
+    single = {**HAND_ARGS, "down_align": "single"}  # one 3x3 of stride 4 from 1/8: + 16
+    assert node_fields(HAND, single)[(2, 32)] == 195 and head_field(HAND, single) == 235
+
+
+def test_planted_property_is_a_head_reaching_far():
     g = SPACE.make_genotype(HAND, HAND_ARGS)
-    assert DCNAS.has_planted("planted-context", g)  # layer2@1/8 takes layer1@1/32
+    assert not DCNAS.has_planted("planted-context", g)  # radius (267 - 1) / 2 = 133 px
     nodes = json.loads(json.dumps(HAND["nodes"]))
-    nodes[3]["inputs"] = [[1, 8]]
-    del nodes[1]  # layer1@1/32 now feeds nothing
+    nodes[1].update(op="mbconv_k7_e3", inputs=[[0, 32]])  # 67 + 192 = 259
+    nodes[5].update(op="mbconv_k7_e3", inputs=[[1, 32]])  # 259 + 192 = 451
     g2 = SPACE.make_genotype({"nodes": nodes}, HAND_ARGS)
-    assert not DCNAS.has_planted("planted-context", g2)  # 1/32 only into 1/32 (and the head)
+    assert DCNAS.has_planted("planted-context", g2)  # head 451 + 32 + 8 = 491: radius 245 px
 
 
 def test_drawings_with_and_without_connection_weights(tmp_path):

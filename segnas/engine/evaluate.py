@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from ..data import colorize, denormalize
 from ..metrics import ConfusionMatrix
+from .loaders import to_device
 
 
 @torch.no_grad()
@@ -25,7 +26,7 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: str
     saved = 0
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     for images, masks in loader:
-        images = images.to(device).contiguous(memory_format=fmt)
+        images = to_device(images, device, fmt)
         logits = model(images)
         pred = logits.argmax(1).cpu()
         cm.update(pred, masks)

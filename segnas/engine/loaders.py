@@ -9,6 +9,7 @@ crops an unbroken run would, whatever the number of workers.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Sampler
@@ -77,6 +78,19 @@ def train_loader(dataset, batch_size: int, seed: int, epoch: int, start_batch: i
     sampler = EpochSampler(len(dataset), seed, epoch, start_batch * batch_size)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
                       num_workers=num_workers, persistent_workers=False)
+
+
+def to_device(batch: Any, device: torch.device | str, fmt: torch.memory_format = torch.contiguous_format) -> Any:
+    """A batch's inputs on ``device``: a 4-d tensor in memory format ``fmt``, lists and dicts of them item by item
+    (a decoder trained on cached encoder outputs reads a list of feature maps)."""
+    if isinstance(batch, torch.Tensor):
+        batch = batch.to(device)
+        return batch.contiguous(memory_format=fmt) if batch.dim() == 4 else batch
+    if isinstance(batch, dict):
+        return {k: to_device(v, device, fmt) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device, fmt) for v in batch)
+    return batch
 
 
 def eval_loader(dataset, num_workers: int = 0) -> DataLoader:

@@ -29,7 +29,7 @@ from ..ops import set_drop_path
 from ..spaces import get_space
 from .ema import ModelEMA
 from .evaluate import evaluate
-from .loaders import eval_loader, train_loader
+from .loaders import eval_loader, to_device, train_loader
 
 
 def lr_at(step: int, total: int, steps_per_epoch: int, cfg) -> float:
@@ -87,13 +87,19 @@ class Trainer:
     """Trains ``model`` on ``train_ds`` with the ``train.*`` settings and evaluates it on ``val_ds``.
 
     ``total_steps`` is the budget (default: ``train.epochs`` passes); ``teacher``
-    adds KL distillation from a fixed network. Call :meth:`fit`, or
-    :meth:`train_step` for one optimisation step of your own.
+    adds distillation from a fixed network (``distill_loss`` of student and
+    teacher logits, default KL at ``train.distill_temperature``). ``optimizer``
+    replaces the one ``train.*`` describes (e.g. one learning rule per part of
+    the network): each of its groups keeps its own learning rate, scaled by
+    the schedule's factor ``lr_at(step) / train.lr``. A batch's inputs may be a
+    tensor or a (nested) list or dict of them, whatever ``model`` reads.
+    Call :meth:`fit`, or :meth:`train_step` for one optimisation step of your own.
     """
 
     def __init__(self, model: nn.Module, tc: TrainConfig, train_ds, val_ds, device: torch.device, seed: int,
                  num_workers: int = 0, teacher: nn.Module | None = None, total_steps: int | None = None,
-                 progress: bool = False, desc: str = "retrain") -> None:
+                 progress: bool = False, desc: str = "retrain", optimizer: torch.optim.Optimizer | None = None,
+                 distill_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> None:
         self.tc, self.train_ds, self.val_ds, self.device, self.seed = tc, train_ds, val_ds, device, seed
         self.num_workers, self.progress, self.desc = num_workers, progress, desc
         self.steps_per_epoch = len(train_ds) // tc.batch_size
@@ -109,7 +115,9 @@ class Trainer:
             raise ConfigError(f"train.drop_path is {tc.drop_path}, but this {type(model).__name__} has no DropPath "
                               "module, so it would change nothing (Auto-DeepLab's cells have them); set "
                               "train.drop_path=0")
-        self.optimizer = make_optimizer(self.model, tc)
+        self.own_lrs = None if optimizer is None else [g["lr"] for g in optimizer.param_groups]
+        self.optimizer = optimizer if optimizer is not None else make_optimizer(self.model, tc)
+        self.distill_loss = distill_loss or (lambda s, t: kl_distillation(s, t, tc.distill_temperature))
         self.ema = ModelEMA(self.model, tc.ema_decay) if tc.ema_decay else None
         self.teacher = teacher
         if teacher is not None:
@@ -127,12 +135,12 @@ class Trainer:
         """One optimisation step at the learning rate of the current step; losses as tensors (no sync)."""
         tc = self.tc
         self.lr = lr_at(self.step, self.total, self.steps_per_epoch, tc)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.lr
+        for k, group in enumerate(self.optimizer.param_groups):
+            group["lr"] = self.lr if self.own_lrs is None else self.own_lrs[k] * (self.lr / tc.lr)
         if tc.drop_path > 0:
             self.drop_path = drop_path_at(self.step, self.total, tc.drop_path)
             set_drop_path(self.model, self.drop_path)
-        images = images.to(self.device).contiguous(memory_format=self.fmt)
+        images = to_device(images, self.device, self.fmt)
         masks = masks.to(self.device)
         logits, aux = self.model(images, aux=True)
         loss = seg_loss_with_aux(self.criterion, logits, aux, masks, tc.aux_weight)
@@ -140,7 +148,7 @@ class Trainer:
         if self.teacher is not None:
             with torch.no_grad():
                 t_logits = self.teacher(images)
-            kd = kl_distillation(logits, t_logits, tc.distill_temperature)
+            kd = self.distill_loss(logits, t_logits)
             loss = loss + tc.distill_weight * kd
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -150,7 +158,7 @@ class Trainer:
         if self.ema is not None:
             self.ema.update(self.model)
         self.step += 1
-        self.images_seen += images.shape[0]
+        self.images_seen += masks.shape[0]
         return {"loss": loss.detach(), **({"distill": kd.detach()} if kd is not None else {})}
 
     def evaluate(self, loader=None) -> dict[str, Any]:

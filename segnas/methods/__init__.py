@@ -21,7 +21,7 @@ from ..config import RunConfig, make_config
 from ..errors import ConfigError, GenotypeError
 from ..genotype import Genotype
 from ..spaces import get_space
-from ..strategies import STRATEGIES, strategy_presets, strategy_sections
+from ..strategies import SECTION_NAMES, STRATEGIES, strategy_presets, strategy_sections
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,8 @@ class Method:
     section_strategies: tuple[str, ...] | None = None  # strategies that read the section (None: all)
     # planted-architecture dataset -> (the property that dataset rewards, stated for this space; its test)
     planted: dict[str, tuple[str, Callable[[Genotype], bool]]] = field(default_factory=dict)
+    # a multi-trial search's own trial (``strategies.multi_trial.StagedTrial``); None: the generic one-stage trial
+    trial: Any = None
 
     def has_planted(self, dataset: str, genotype: Genotype) -> bool:
         """Whether ``genotype`` has the property planted in ``dataset`` (a ConfigError if none is stated)."""
@@ -66,7 +68,8 @@ class Method:
     def sections(self, strategy: str) -> dict[str, Any]:
         """Fresh config sections of this method and ``strategy`` (name -> dataclass)."""
         reads = self.section is not None and (self.section_strategies is None or strategy in self.section_strategies)
-        return {**({self.name: self.section()} if reads else {}), **strategy_sections(strategy)}
+        return {**({self.name: self.section()} if reads else {}),
+                **strategy_sections(strategy, staged=self.trial is not None)}
 
     def strategy(self, name: str | None) -> str:
         """``name`` (or the default) if this method accepts it; else one line listing those it does."""
@@ -84,8 +87,10 @@ class Method:
         sections = self.sections(strategy)
         presets = {}
         for name in set(self.presets) | set(strategy_presets(strategy)):
-            merged = _merged(self.presets.get(name, {}), strategy_presets(strategy).get(name, {}))
-            presets[name] = {k: v for k, v in merged.items() if k != self.name or k in sections}
+            # the strategy's defaults, then the method's own (a method may size its trials for each strategy)
+            merged = _merged(strategy_presets(strategy).get(name, {}), self.presets.get(name, {}))
+            presets[name] = {k: v for k, v in merged.items()
+                             if k in sections or (k != self.name and k not in SECTION_NAMES)}
         cfg = make_config(preset, file, overrides, {**(extra or {}), "method": self.name, "strategy": strategy},
                           method_presets=presets, sections=sections)
         self.check(cfg)
@@ -98,6 +103,14 @@ class Method:
         run = STRATEGIES[self.strategy(strategy or cfg.strategy)]
         return run(self, cfg, out, resume=resume, stop_after=stop_after, progress=progress,
                    resume_overrides=resume_overrides)
+
+    def choice_spec(self, cfg: RunConfig) -> list:
+        """The flat decisions of this method's space as ``cfg``'s search builds it (what a controller emits)."""
+        return get_space(self.space).choice_spec(self.sample_args(cfg))
+
+    def decode(self, choices: list[int], cfg: RunConfig) -> Genotype:
+        """The architecture of flat ``choices``; GenotypeError where the space refuses them."""
+        return get_space(self.space).decode(choices, self.sample_args(cfg), meta={"source": "controller"})
 
     def sample(self, rng: np.random.Generator, cfg: RunConfig) -> Genotype:
         """A random architecture of this method's space, drawn as ``cfg``'s search would build it."""
@@ -137,7 +150,7 @@ def _run_strategy(run: Path) -> str | None:
 
 
 # one entry per method: the module segnas/methods/<entry>.py defines its METHOD record
-_MODULES = ("fasterseg", "autodeeplab", "dcnas")
+_MODULES = ("fasterseg", "autodeeplab", "dcnas", "nekrasov")
 METHODS: dict[str, Method] = {m.name: m for m in (import_module(f".{n}", __name__).METHOD for n in _MODULES)}
 
 

@@ -22,6 +22,7 @@ import torch
 from ..config import RunConfig
 from ..genotype import Genotype
 from ..report.draw import draw_dcnas
+from ..spaces.dcnas.receptive import head_radius
 from ..spaces.dcnas.search import DCNASConfig, DCNASSearch
 from . import Method, genotype_report
 
@@ -67,16 +68,21 @@ def epoch_line(record: dict[str, Any]) -> str:
     return line if record.get("miou") is None else f"{line} | supernet mIoU(trainB) {100 * record['miou']:.1f}"
 
 
-def coarse_to_fine(genotype: Genotype) -> bool:
-    """A kept connection from a 1/32 node (the stem's 1/32 output included) into a node at 1/4, 1/8 or 1/16.
+# ``planted-context`` at the benchmark's 32x448 scenes puts the cue 149 px from the targets; FasterSeg
+# networks learnt it where their theoretical field reached 220 px or more (a 1/32 branch) and not at
+# 120-200 px (a 1/8 branch): this space's networks are judged by the same radius.
+REACH_RADIUS = 220.0
 
-    What ``planted-context`` rewards, read for this space: the head always
-    reads the last layer's 1/32 node, so every DCNAS network has coarse
-    context at the head; the property is whether coarse context reaches the
-    finer features inside the network, before the head.
+
+def reaches_far(genotype: Genotype) -> bool:
+    """The head's theoretical receptive-field radius is at least REACH_RADIUS px.
+
+    What ``planted-context`` rewards, read for this space: every DCNAS network
+    has 1/32 nodes and the head reads the last one, so the scales present say
+    little; how far the operators and connections on the way carry
+    information does (``spaces.dcnas.receptive``).
     """
-    return any(node["scale"] < 32 and any(scale == 32 for _, scale in node["inputs"])
-               for node in genotype.structure["nodes"])
+    return head_radius(genotype.structure, genotype.space_args) >= REACH_RADIUS
 
 
 METHOD = Method(
@@ -85,5 +91,5 @@ METHOD = Method(
     outputs=("genotype",), primary="genotype", problem=make_problem, check=DCNASSearch.check_config,
     sample_args=sample_args, draw=draw_dcnas, draw_results=True, epoch_line=epoch_line,
     report=genotype_report("nodes", describe),
-    planted={"planted-context": ("a connection from a 1/32 node into a finer node", coarse_to_fine)},
+    planted={"planted-context": (f"a head receptive-field radius of at least {REACH_RADIUS:.0f} px", reaches_far)},
 )

@@ -177,7 +177,7 @@ def has_coarse_branch(genotype: Genotype) -> bool:
 
 METHOD = Method(
     name="fasterseg", title="FasterSeg (Chen et al., ICLR 2020)", space="fasterseg",
-    strategies=("differentiable", "random"), presets=PRESETS, section=FasterSegConfig,
+    strategies=("differentiable", "random", "ppo"), presets=PRESETS, section=FasterSegConfig,
     outputs=("teacher", "student"), primary="student", problem=make_problem, reload=reload_problem,
     hooks=lambda cfg: [AdaptiveLambda()], check=FasterSegSearch.check_config,
     draw=draw_fasterseg, report=report, epoch_line=epoch_line, latency_table=build_table,

@@ -5,9 +5,10 @@ nn.Module`` (operators that resample and change widths, FasterSeg's);
 ``cell_op(name, c, stride)`` builds the operators of DARTS-style cells
 (``CELL_OPS``, Auto-DeepLab's; shape-preserving at stride 1); ``mobile_op(name,
 c)`` the MobileNetV3-style inverted residuals DCNAS searches over
-(``MOBILE_OPS``). ``DropPath`` drops whole operator paths in training;
-``set_drop_path`` sets its probability on a whole network. A space lists the
-names it searches over.
+(``MOBILE_OPS``); ``MobileNetV2Encoder`` is the MobileNet-v2 feature encoder
+(its weights from a file with ``load_encoder_weights``). ``DropPath`` drops
+whole operator paths in training; ``set_drop_path`` sets its probability on a
+whole network. A space lists the names it searches over.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from collections.abc import Callable
 from torch import nn
 
 from .aspp import ASPP, upsample_to
-from .cellops import CELL_OPS, PARAMETER_FREE, AtrousConv, HalfSize, Pool, ReLUConvBN, SepConv, cell_op
+from .cellops import (CELL_OPS, PARAMETER_FREE, AtrousConv, GlobalPoolConv, HalfSize, Pool, ReLUConvBN, SepConv,
+                      Zero, cell_op)
 from .conv import Conv, Conv2x, ConvBNReLU, FactorizedReduce, Widths, ZoomedConv, conv_layer, norm_layer, set_width
 from .droppath import DropPath, set_drop_path
 from .mbconv import ACTIVATIONS, MBCONV_OPS, MOBILE_OPS, MBConv, SqueezeExcite, mobile_op, parse_mbconv
+from .mobilenetv2 import MobileNetV2Encoder, load_encoder_weights, torchvision_key_map
 from .slimmable import SlimBatchNorm2d, SlimConv2d
 
 OpFactory = Callable[[int, int, int, Widths], nn.Module]
@@ -56,4 +59,5 @@ __all__ = [
     "SepConv", "cell_op", "Conv", "Conv2x", "ConvBNReLU", "DropPath", "FactorizedReduce", "SlimBatchNorm2d", "SlimConv2d",
     "ZoomedConv", "conv_layer", "make_op", "norm_layer", "reset_parameters", "set_drop_path", "set_width",
     "ACTIVATIONS", "MBCONV_OPS", "MOBILE_OPS", "MBConv", "SqueezeExcite", "mobile_op", "parse_mbconv",
+    "GlobalPoolConv", "Zero", "MobileNetV2Encoder", "load_encoder_weights", "torchvision_key_map",
 ]

@@ -4,7 +4,9 @@ At stride 1 all keep the spatial size and the channel count. ``SepConv`` is
 two rounds of ReLU - depthwise - pointwise - BN; ``AtrousConv`` is ReLU - full
 (not depthwise) conv at rate 2 - BN, as Auto-DeepLab's authors built it;
 average pooling ignores the padding. ``none`` (no connection) is not a module:
-a mixed edge leaves it out of the sum.
+a mixed edge leaves it out of the sum. Nekrasov et al.'s discrete cells add
+``GlobalPoolConv`` (image pooling) and ``Zero`` (their zero operation, a real
+operand of a sum) and run ``SepConv`` with a dilation and one or two rounds.
 
 Stride 2 (a cell that halves the size of its inputs, as the authors' released
 Auto-DeepLab network runs its cells going down) halves the size as a stride-2
@@ -39,14 +41,20 @@ class ReLUConvBN(nn.Sequential):
 
 
 class SepConv(nn.Sequential):
-    """Depthwise-separable k x k conv, twice: (ReLU, depthwise, pointwise, BN) x 2; a stride on the first."""
+    """Depthwise-separable k x k conv, ``repeats`` rounds of (ReLU, depthwise, pointwise, BN); a stride on the first.
 
-    def __init__(self, c: int, kernel_size: int, stride: int = 1) -> None:
+    Two rounds by default (DARTS' and Auto-DeepLab's); Nekrasov et al. search with one and train their
+    final networks with two. ``dilation`` applies to every depthwise conv (their rate-3 and rate-6 ones).
+    """
+
+    def __init__(self, c: int, kernel_size: int, stride: int = 1, dilation: int = 1, repeats: int = 2) -> None:
         _check_stride(stride)
+        if repeats < 1:
+            raise ValueError(f"a separable conv needs at least one round, got repeats={repeats}")
         layers: list[nn.Module] = []
-        for s in (stride, 1):
-            layers += [nn.ReLU(inplace=False), conv_layer(c, c, kernel_size, s, groups=c), conv_layer(c, c, 1),
-                       nn.BatchNorm2d(c)]
+        for s in [stride] + [1] * (repeats - 1):
+            layers += [nn.ReLU(inplace=False), conv_layer(c, c, kernel_size, s, dilation, groups=c),
+                       conv_layer(c, c, 1), nn.BatchNorm2d(c)]
         super().__init__(*layers)
 
 
@@ -88,6 +96,34 @@ class Pool(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(x)
+
+
+class GlobalPoolConv(nn.Module):
+    """Global average pooling, 1x1 conv (with a bias) - ReLU, spread back over the input's size.
+
+    The context branch of Nekrasov et al.'s cells (ASPP's image pooling). A bias instead of BatchNorm for
+    the reason ``ASPP`` gives: the pooled map is 1x1, so a batch of one image has no statistics. Spreading
+    the pooled vector is what bilinear upsampling of a 1x1 map gives, without the interpolation.
+    """
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 1, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = torch.relu(self.conv(x.mean((2, 3), keepdim=True)))
+        return pooled.expand(-1, -1, *x.shape[-2:])
+
+
+class Zero(nn.Module):
+    """The zero operation of a discrete cell: zeros of the input's shape, so the path adds nothing.
+
+    A mixed edge leaves ``none`` out instead; a discrete cell whose sum has a zero operand keeps the
+    other operand as it is, and no gradient reaches the input through this path.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(x)
 
 
 def cell_op(name: str, c: int, stride: int = 1) -> nn.Module:

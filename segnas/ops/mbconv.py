@@ -8,7 +8,9 @@ block pools, reduces to a quarter of the expanded channels rounded up to a
 multiple of 8 (torchvision's MobileNetV3 rule, so tiny test networks still
 get a usable bottleneck), ReLU, expands back and gates with a hard sigmoid.
 The activation is MobileNetV3's hard swish by default (``relu`` on request;
-MobileNetV3 itself uses ReLU in its first blocks and hard swish later).
+MobileNetV3 itself uses ReLU in its first blocks and hard swish later;
+``relu6`` without squeeze-excitation is MobileNet-v2's block, see
+``segnas.ops.mobilenetv2``).
 
 Names: ``mbconv_k{3,5,7}_e{3,6}`` with an ``_se`` suffix for squeeze-excitation;
 ``MOBILE_OPS`` lists the twelve and ``skip_connect`` (the identity of
@@ -24,7 +26,7 @@ from torch import nn
 
 from .conv import conv_layer
 
-ACTIVATIONS = ("hswish", "relu")
+ACTIVATIONS = ("hswish", "relu", "relu6")
 MBCONV_OPS = tuple(f"mbconv_k{k}_e{e}{se}" for k in (3, 5, 7) for e in (3, 6) for se in ("", "_se"))
 MOBILE_OPS = MBCONV_OPS + ("skip_connect",)
 _NAME = re.compile(r"^mbconv_k(\d+)_e(\d+)(_se)?$")
@@ -37,11 +39,13 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 
 
 def activation(name: str) -> nn.Module:
-    """A fresh activation module: ``hswish`` (MobileNetV3's) or ``relu``."""
+    """A fresh activation module: ``hswish`` (MobileNetV3's), ``relu`` or ``relu6`` (MobileNet-v2's)."""
     if name == "hswish":
         return nn.Hardswish()
     if name == "relu":
         return nn.ReLU()
+    if name == "relu6":
+        return nn.ReLU6()
     raise ValueError(f"activation {name!r}: choose one of {', '.join(ACTIVATIONS)}")
 
 

@@ -7,9 +7,10 @@ from .base import SearchSpace
 from .autodeeplab import AutoDeepLabSpace
 from .dcnas import DCNASSpace
 from .fasterseg import FasterSegSpace
+from .nekrasov import NekrasovSpace
 
 SPACES: dict[str, SearchSpace] = {space.name: space
-                                  for space in (FasterSegSpace(), AutoDeepLabSpace(), DCNASSpace())}
+                                  for space in (FasterSegSpace(), AutoDeepLabSpace(), DCNASSpace(), NekrasovSpace())}
 
 
 def get_space(name: str, source: str = "space") -> SearchSpace:
@@ -21,4 +22,5 @@ def get_space(name: str, source: str = "space") -> SearchSpace:
                             f"{', '.join(sorted(SPACES))}") from None
 
 
-__all__ = ["SPACES", "SearchSpace", "get_space", "AutoDeepLabSpace", "DCNASSpace", "FasterSegSpace"]
+__all__ = ["SPACES", "SearchSpace", "get_space", "AutoDeepLabSpace", "DCNASSpace", "FasterSegSpace",
+           "NekrasovSpace"]

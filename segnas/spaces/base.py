@@ -14,28 +14,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from torch import nn
 
 from ..errors import GenotypeError
-from ..genotype import Genotype
-
-
-@dataclass(frozen=True)
-class Decision:
-    """One categorical decision of the flat ``choices``: an integer in ``0 .. size - 1``.
-
-    ``constraint`` says in words what the size alone does not (values that
-    depend on other decisions, or when the decision is present at all), so a
-    sampler knows why ``decode`` may still refuse an in-range integer.
-    """
-
-    name: str
-    size: int
-    constraint: str = ""
+from ..genotype import Decision, Genotype
 
 
 def read_choice(choices: Sequence[Any], pos: int, decision: Decision) -> int:
@@ -49,6 +34,19 @@ def read_choice(choices: Sequence[Any], pos: int, decision: Decision) -> int:
         rule = f" ({decision.constraint})" if decision.constraint else ""
         raise GenotypeError(f"choices[{pos}] ({decision.name}) is {value}; allowed 0..{decision.size - 1}{rule}")
     return value
+
+
+def read_choices(choices: Sequence[Any], spec: Sequence[Decision], what: str) -> list[int]:
+    """Every integer of a fixed-length ``choices`` read against ``spec``; a wrong length names the missing
+    or first surplus decision, ``what`` saying what the space's arguments make the length (e.g. "4 L")."""
+    choices = list(choices)
+    if len(choices) < len(spec):
+        raise GenotypeError(f"choices has {len(choices)} integers, so choices[{len(choices)}] "
+                            f"({spec[len(choices)].name}) is missing; {what} takes {len(spec)}")
+    if len(choices) > len(spec):
+        raise GenotypeError(f"choices has {len(choices)} integers; the last decision is choices[{len(spec) - 1}] "
+                            f"({spec[-1].name}), remove the {len(choices) - len(spec)} after it")
+    return [read_choice(choices, pos, d) for pos, d in enumerate(spec)]
 
 
 class SearchSpace(ABC):

@@ -11,18 +11,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import random_search
+from . import multi_trial, random_search
 from .differentiable import BilevelProblem, run_differentiable
 
 STRATEGIES: dict[str, Callable[..., dict[str, Any]]] = {"differentiable": run_differentiable,
-                                                        "random": random_search.run_random}
-_SECTIONS: dict[str, type] = {"random": random_search.RandomConfig}  # a strategy's own config section, by name
-_PRESETS: dict[str, dict[str, dict[str, Any]]] = {"random": random_search.PRESETS}
+                                                        "random": multi_trial.run_random,
+                                                        "ppo": multi_trial.run_ppo}
+# a strategy's own config sections, by name (``<name>.*``; trials through an executor also read ``executor.*``)
+_SECTIONS: dict[str, dict[str, type]] = {
+    "random": {"random": random_search.RandomConfig},
+    "ppo": {"ppo": multi_trial.PPOConfig, "executor": multi_trial.ExecutorConfig}}
+# sections a strategy adds for a method with its own staged trial (the random baseline runs it through executors)
+_STAGED: dict[str, dict[str, type]] = {"random": {"executor": multi_trial.ExecutorConfig}}
+_PRESETS: dict[str, dict[str, dict[str, Any]]] = {"random": random_search.PRESETS, "ppo": multi_trial.PRESETS}
+SECTION_NAMES = frozenset(n for table in (_SECTIONS, _STAGED) for d in table.values() for n in d)
 
 
-def strategy_sections(name: str) -> dict[str, Any]:
-    """Fresh config sections of strategy ``name`` (its own options, ``<name>.*``)."""
-    return {name: _SECTIONS[name]()} if name in _SECTIONS else {}
+def strategy_sections(name: str, staged: bool = False) -> dict[str, Any]:
+    """Fresh config sections of strategy ``name`` (``staged``: for a method with its own staged trial)."""
+    return {key: cls() for key, cls in {**_SECTIONS.get(name, {}), **(_STAGED.get(name, {}) if staged else {})}.items()}
 
 
 def strategy_presets(name: str) -> dict[str, dict[str, Any]]:
@@ -30,4 +37,4 @@ def strategy_presets(name: str) -> dict[str, dict[str, Any]]:
     return _PRESETS.get(name, {})
 
 
-__all__ = ["STRATEGIES", "BilevelProblem", "run_differentiable", "strategy_presets", "strategy_sections"]
+__all__ = ["SECTION_NAMES", "STRATEGIES", "BilevelProblem", "run_differentiable", "strategy_presets", "strategy_sections"]

@@ -34,7 +34,7 @@ from torch import nn
 from ...errors import GenotypeError
 from ...genotype import Genotype
 from ...ops import CELL_OPS
-from ..base import Decision, SearchSpace, read_choice
+from ..base import Decision, SearchSpace, read_choices
 from .network import DOWN_TRANSITIONS, SCALES, AutoDeepLabNet
 
 OPS = list(CELL_OPS) + ["none"]
@@ -147,9 +147,9 @@ class AutoDeepLabSpace(SearchSpace):
         for k in range(args["blocks"]):
             states = "0 = h(l-1), 1 = h(l-2), i + 2 = block i"
             spec += [Decision(f"cell.block{k}.input0", k + 2, states),
-                     Decision(f"cell.block{k}.op0", len(ops), no_none),
+                     Decision(f"cell.block{k}.op0", len(ops), no_none, "op"),
                      Decision(f"cell.block{k}.input1", k + 2, f"distinct from cell.block{k}.input0; {states}"),
-                     Decision(f"cell.block{k}.op1", len(ops), no_none)]
+                     Decision(f"cell.block{k}.op1", len(ops), no_none, "op")]
         return spec
 
     def decode(self, choices: Sequence[int], args: dict[str, Any] | None = None, name: str | None = None,
@@ -157,15 +157,8 @@ class AutoDeepLabSpace(SearchSpace):
         """The genotype of ``choices`` (see ``choice_spec``); GenotypeError names the bad decision."""
         args = self.resolve_args(args)
         spec = self.choice_spec(args)
-        choices = list(choices)
-        if len(choices) < len(spec):
-            raise GenotypeError(f"choices has {len(choices)} integers, so choices[{len(choices)}] "
-                                f"({spec[len(choices)].name}) is missing; {self.name} with {args['layers']} layers "
-                                f"and {args['blocks']} blocks takes {len(spec)} (layers + 4 * blocks)")
-        if len(choices) > len(spec):
-            raise GenotypeError(f"choices has {len(choices)} integers; the last decision is choices[{len(spec) - 1}] "
-                                f"({spec[-1].name}), remove the {len(choices) - len(spec)} after it")
-        vals = [read_choice(choices, pos, d) for pos, d in enumerate(spec)]
+        vals = read_choices(choices, spec, f"{self.name} with {args['layers']} layers and {args['blocks']} blocks "
+                                           "(layers + 4 * blocks)")
         prev = 0  # the stem ends at 1/4
         for pos in range(args["layers"]):
             if abs(vals[pos] - prev) > 1:

@@ -45,7 +45,7 @@ from torch import nn
 from ...errors import GenotypeError
 from ...genotype import Genotype
 from ...ops import ACTIVATIONS, CELL_OPS, MOBILE_OPS
-from ..base import Decision, SearchSpace, read_choice
+from ..base import Decision, SearchSpace, read_choices
 from .graph import N_SCALES, SCALES, Node, node_name, nodes, reached, sources
 from .network import DOWN_ALIGNS, FUSIONS, DCNASNet
 
@@ -176,7 +176,7 @@ class DCNASSpace(SearchSpace):
         spec: list[Decision] = []
         for key in nodes(args["layers"]):
             name = node_name(key)
-            spec.append(Decision(f"{name}.op", len(ops), f"0 when {name} has no kept input{no_none}"))
+            spec.append(Decision(f"{name}.op", len(ops), f"0 when {name} has no kept input{no_none}", "op"))
             last = key[0] == args["layers"]
             rule = ("at least one of the node's keep-bits is 1 (the head reads it)" if last else
                     "1 only from the stem or a present node; a present node must be some later node's input")
@@ -189,15 +189,8 @@ class DCNASSpace(SearchSpace):
         """The genotype of ``choices`` (see ``choice_spec``); GenotypeError names the bad decision."""
         args = self.resolve_args(args)
         spec = self.choice_spec(args)
-        choices, layers = list(choices), args["layers"]
-        if len(choices) < len(spec):
-            raise GenotypeError(f"choices has {len(choices)} integers, so choices[{len(choices)}] "
-                                f"({spec[len(choices)].name}) is missing; {self.name} with {layers} layers "
-                                f"takes {len(spec)} (4 L + 8 L (L + 1))")
-        if len(choices) > len(spec):
-            raise GenotypeError(f"choices has {len(choices)} integers; the last decision is choices[{len(spec) - 1}] "
-                                f"({spec[-1].name}), remove the {len(choices) - len(spec)} after it")
-        vals = [read_choice(choices, pos, d) for pos, d in enumerate(spec)]
+        layers = args["layers"]
+        vals = read_choices(choices, spec, f"{self.name} with {layers} layers (4 L + 8 L (L + 1))")
         ops = op_list(args)
         inputs: dict[Node, list[Node]] = {}
         op_at: dict[Node, int] = {}

@@ -134,7 +134,7 @@ class FasterSegSpace(SearchSpace):
             for i in range(args["layers"]):
                 present = extra + (f"present only for cell {i} < branch{b}.cells; " if i else "")
                 scale = f"{present}branch{b}.cell{i - 1}.scale or one more" if i else f"{present}0 (the stem's 1/8)"
-                spec += [Decision(f"branch{b}.cell{i}.op", len(args["ops"]), present.rstrip("; ")),
+                spec += [Decision(f"branch{b}.cell{i}.op", len(args["ops"]), present.rstrip("; "), "op"),
                          Decision(f"branch{b}.cell{i}.scale", len(SCALES), scale),
                          Decision(f"branch{b}.cell{i}.chi", len(args["chis"]), present.rstrip("; "))]
         return spec
