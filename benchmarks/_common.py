@@ -10,7 +10,7 @@ import resource
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,15 @@ def timed(fn: Callable[[], object], repeats: int) -> dict[str, float]:
         fn()
         times.append(time.perf_counter() - t0)
     return {"median_s": statistics.median(times), "min_s": min(times), "repeats": repeats}
+
+
+def in_children(script: str, flag: str, values: Iterable[str], *args: str) -> list[dict[str, Any]]:
+    """Run ``script flag value *args`` once per value, each in a fresh process (so peak memory is its own),
+    and collect the JSON line each prints."""
+    import subprocess
+
+    return [json.loads(subprocess.run([sys.executable, script, flag, value, *args], check=True, capture_output=True,
+                                      text=True).stdout) for value in values]
 
 
 def bilevel_steps(problem: Any, images: torch.Tensor, masks: torch.Tensor, repeats: int) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from _common import bilevel_steps, machine, peak_rss_mb, write  # noqa: E402
+from _common import bilevel_steps, in_children, machine, peak_rss_mb, write  # noqa: E402
 from segnas.methods import get_method  # noqa: E402
 from segnas.spaces.autodeeplab.search import AutoDeepLabSearch  # noqa: E402
 
@@ -60,11 +59,8 @@ def main() -> int:
     if args.setting:
         print(json.dumps(one(args.setting, repeats, args.num_classes)))
         return 0
-    rows = []
-    for setting in SETTINGS:
-        cmd = [sys.executable, __file__, "--setting", setting, "--repeats", str(repeats),
-               "--num-classes", str(args.num_classes)]
-        rows.append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout))
+    rows = in_children(__file__, "--setting", SETTINGS, "--repeats", str(repeats),
+                       "--num-classes", str(args.num_classes))
     write({"benchmark": "autodeeplab_step", "quick": args.quick, "results": rows, "machine": machine()}, args.json)
     return 0
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -23,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from _common import bilevel_steps, machine, peak_rss_mb, write  # noqa: E402
+from _common import bilevel_steps, in_children, machine, peak_rss_mb, write  # noqa: E402
 from segnas.methods import get_method  # noqa: E402
 from segnas.profile import profile  # noqa: E402
 from segnas.spaces.dcnas.search import DCNASSearch  # noqa: E402
@@ -60,11 +59,8 @@ def main() -> int:
     if args.ratio:
         print(json.dumps(one(args.ratio, repeats, args.num_classes)))
         return 0
-    rows = []
-    for ratio in RATIOS:
-        cmd = [sys.executable, __file__, "--ratio", ratio, "--repeats", str(repeats),
-               "--num-classes", str(args.num_classes)]
-        rows.append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout))
+    rows = in_children(__file__, "--ratio", RATIOS, "--repeats", str(repeats),
+                       "--num-classes", str(args.num_classes))
     full = rows[0]
     for row in rows:
         row["vs_r1"] = {"iteration": row["iteration_s"] / full["iteration_s"],
