@@ -259,3 +259,11 @@ def test_a_search_report_names_each_architecture_its_files_and_the_retrain_comma
     assert get_method("dcnas").report(dense, tmp_path)[0].startswith("genotype: abc 6 nodes, 9 connections -> ")
     trial = {"final": {"architectures": {"genotype": {"archid": "def", "trial": 3, "miou": 0.5}}}}
     assert get_method("dcnas").report(trial, tmp_path)[0].startswith("genotype: def trial 3, search mIoU 50.0% -> ")
+
+
+def test_one_shot_epoch_lines_describe_the_architecture_then_the_supernet_score():
+    dcnas, adl = get_method("dcnas"), get_method("autodeeplab")
+    assert dcnas.epoch_line({"nodes": 9, "connections": 14}) == "9 nodes, 14 connections"
+    assert (dcnas.epoch_line({"nodes": 9, "connections": 14, "miou": 0.4567})
+            == "9 nodes, 14 connections | supernet mIoU(trainB) 45.7")
+    assert adl.epoch_line({"path": [0, 1, 1], "miou": 0.1}) == "path 4 8 8 | supernet mIoU(trainB) 10.0"

@@ -133,6 +133,16 @@ def genotype_report(key: str, describe: Callable[[dict[str, Any]], str]) -> Call
     return report
 
 
+def supernet_epoch_line(describe: Callable[[dict[str, Any]], str]) -> Callable[[dict[str, Any]], str]:
+    """``Method.epoch_line`` of a one-shot method: ``describe`` of the decoded architecture, then the
+    supernet's trainB mIoU where the epoch scored one."""
+    def epoch_line(record: dict[str, Any]) -> str:
+        line = describe(record)
+        return line if record.get("miou") is None else f"{line} | supernet mIoU(trainB) {100 * record['miou']:.1f}"
+
+    return epoch_line
+
+
 def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in over.items():
@@ -179,4 +189,5 @@ def draw_genotype(genotype: Genotype, path: str | Path) -> Path:
     return method.draw(genotype, Path(path))
 
 
-__all__ = ["METHODS", "Method", "draw_genotype", "genotype_report", "get_method", "method_for_space"]
+__all__ = ["METHODS", "Method", "draw_genotype", "genotype_report", "get_method", "method_for_space",
+           "supernet_epoch_line"]

@@ -20,7 +20,7 @@ from ..genotype import Genotype
 from ..report.draw import draw_autodeeplab
 from ..spaces.autodeeplab.network import SCALES
 from ..spaces.autodeeplab.search import AutoDeepLabConfig, AutoDeepLabSearch
-from . import Method, genotype_report
+from . import Method, genotype_report, supernet_epoch_line
 
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
@@ -64,12 +64,6 @@ def describe(record: dict[str, Any]) -> str:
     return f"path {' '.join(str(SCALES[j]) for j in record['path'])}"
 
 
-def epoch_line(record: dict[str, Any]) -> str:
-    """One decoded architecture in the progress line of a search epoch."""
-    line = describe(record)
-    return line if record.get("miou") is None else f"{line} | supernet mIoU(trainB) {100 * record['miou']:.1f}"
-
-
 def reaches_coarsest(genotype: Genotype) -> bool:
     """A path reaching 1/32: what ``planted-context`` rewards (its cue lies beyond a fine path's reach)."""
     return max(genotype.structure["path"]) == len(SCALES) - 1
@@ -79,7 +73,7 @@ METHOD = Method(
     name="autodeeplab", title="Auto-DeepLab (Liu et al., CVPR 2019)", space="autodeeplab",
     strategies=("differentiable", "random"), presets=PRESETS, section=AutoDeepLabConfig,
     outputs=("genotype",), primary="genotype", problem=make_problem, check=AutoDeepLabSearch.check_config,
-    sample_args=sample_args, draw=draw_autodeeplab, draw_results=True, epoch_line=epoch_line,
+    sample_args=sample_args, draw=draw_autodeeplab, draw_results=True, epoch_line=supernet_epoch_line(describe),
     report=genotype_report("path", describe),
     planted={"planted-context": ("a path reaching 1/32", reaches_coarsest)},
 )

@@ -24,7 +24,7 @@ from ..genotype import Genotype
 from ..report.draw import draw_dcnas
 from ..spaces.dcnas.receptive import head_radius
 from ..spaces.dcnas.search import DCNASConfig, DCNASSearch
-from . import Method, genotype_report
+from . import Method, genotype_report, supernet_epoch_line
 
 _OPTIMISERS = {"lr": 0.01, "lr_schedule": "poly", "poly_power": 0.9, "lr_min": 0.0, "weight_decay": 1e-4,
                "arch_lr": 5e-4, "arch_betas": [0.9, 0.999], "arch_weight_decay": 0.0}
@@ -62,12 +62,6 @@ def describe(record: dict[str, Any]) -> str:
     return f"{record['nodes']} nodes, {record['connections']} connections"
 
 
-def epoch_line(record: dict[str, Any]) -> str:
-    """One decoded architecture in the progress line of a search epoch."""
-    line = describe(record)
-    return line if record.get("miou") is None else f"{line} | supernet mIoU(trainB) {100 * record['miou']:.1f}"
-
-
 # ``planted-context`` at the benchmark's 32x448 scenes puts the cue 149 px from the targets; FasterSeg
 # networks learnt it where their theoretical field reached 220 px or more (a 1/32 branch) and not at
 # 120-200 px (a 1/8 branch): this space's networks are judged by the same radius.
@@ -89,7 +83,7 @@ METHOD = Method(
     name="dcnas", title="DCNAS (Zhang et al., CVPR 2021)", space="dcnas",
     strategies=("differentiable", "random"), presets=PRESETS, section=DCNASConfig,
     outputs=("genotype",), primary="genotype", problem=make_problem, check=DCNASSearch.check_config,
-    sample_args=sample_args, draw=draw_dcnas, draw_results=True, epoch_line=epoch_line,
+    sample_args=sample_args, draw=draw_dcnas, draw_results=True, epoch_line=supernet_epoch_line(describe),
     report=genotype_report("nodes", describe),
     planted={"planted-context": (f"a head receptive-field radius of at least {REACH_RADIUS:.0f} px", reaches_far)},
 )
