@@ -9,7 +9,12 @@ sum of candidate operators, optionally over a fraction of the channels with
 the rest bypassing and a channel shuffle after, as PC-DARTS and DCNAS do) and
 :class:`InputChoice` (a weighted sum of candidate inputs). Straight-through
 Gumbel sampling (:func:`gumbel_hard`) draws hard choices whose gradients
-still reach the logits.
+still reach the logits. A search that splits one decision into groups of
+options (DOTS) weighs them with :func:`group_softmax`; a search over pairs of
+inputs (DOTS' topology search) with :func:`pairwise_input_weights`, on the
+cells a supernet describes as :class:`CellDag`. A strategy may replace how a
+parameter turns into weights (:meth:`ArchParameters.relax`) and say which
+options can still carry weight, so the supernet skips the others' work.
 
 Randomness comes from the caller's CPU ``torch.Generator`` (so runs are
 seeded and resumable whatever the device) and is moved to the logits' device.
@@ -18,7 +23,7 @@ seeded and resumable whatever the device) and is moved to the logits' device.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -54,6 +59,8 @@ class ArchParameters(nn.ParameterDict):
     def __init__(self) -> None:
         super().__init__()
         self.specs: dict[str, ChoiceSpec] = {}
+        self._relaxed: dict[str, Callable[[], torch.Tensor]] = {}
+        self._active: dict[str, list[tuple[int, ...]]] = {}
 
     def declare(self, name: str, init: torch.Tensor, kind: str, options: Sequence[str],
                 groups: Mapping[str, Sequence[int]] | None = None, where: str = "",
@@ -76,8 +83,30 @@ class ArchParameters(nn.ParameterDict):
         """Specs in the order of ``names`` (default: every parameter, in insertion order)."""
         return [self.specs[n] for n in (names if names is not None else list(self.keys()))]
 
+    def relax(self, name: str, weights: Callable[[], torch.Tensor] | None,
+              active: Sequence[Sequence[int]] | None = None) -> None:
+        """Let ``weights()`` compute what parameter ``name`` weighs its options with (a strategy's own
+        relaxation, e.g. DOTS' grouped softmax); ``active[row]`` lists the options that may have a non-zero
+        weight in that row (None: all). ``weights=None`` restores the declared kind's weights."""
+        if name not in self.specs:
+            raise KeyError(f"no architecture parameter {name!r}; declared: {', '.join(self.specs)}")
+        self._relaxed.pop(name, None)
+        self._active.pop(name, None)
+        if weights is not None:
+            self._relaxed[name] = weights
+            if active is not None:
+                self._active[name] = [tuple(int(k) for k in row) for row in active]
+
+    def active(self, name: str) -> list[tuple[int, ...]] | None:
+        """Per row, the options that can carry weight under the current relaxation (None: every option):
+        a mixed operator computes only those."""
+        return self._active.get(name)
+
     def weights(self, name: str) -> torch.Tensor:
-        """The weights parameter ``name`` gives its options (see :func:`choice_weights`)."""
+        """The weights parameter ``name`` gives its options (see :func:`choice_weights`; a relaxation a
+        strategy set with :meth:`relax` replaces them)."""
+        if name in self._relaxed:
+            return self._relaxed[name]()
         spec = self.specs[name]
         mask = None if spec.mask is None else spec.mask.to(self[name].device)
         return choice_weights(self[name], spec.kind, mask)
@@ -93,6 +122,23 @@ def choice_weights(logits: torch.Tensor, kind: str, mask: torch.Tensor | None = 
         return F.softmax(logits, dim=-1)
     probs = F.softmax(logits.masked_fill(~mask, float("-inf")), dim=-1)
     return torch.nan_to_num(probs, nan=0.0)  # rows with no valid option at all
+
+
+def group_softmax(logits: torch.Tensor, groups: Sequence[Sequence[int]]) -> torch.Tensor:
+    """A softmax over each group of options on its own (DOTS' grouped operation search): each group's weights
+    sum to 1, so groups do not compete; options in no group get 0."""
+    out = torch.zeros_like(logits)
+    for group in groups:
+        index = torch.tensor(list(group), dtype=torch.long, device=logits.device)
+        out = out.index_copy(-1, index, F.softmax(logits.index_select(-1, index), dim=-1))
+    return out
+
+
+def best_in_groups(weights: torch.Tensor, groups: Sequence[Sequence[int]]) -> list[list[int]]:
+    """Per row of a 2-D ``weights``, the strongest option of every group (ties: the group's first listed),
+    in the groups' order: the operators an edge keeps for the topology search."""
+    rows = weights.detach().cpu().double()
+    return [[int(group[int(torch.argmax(row[list(group)]))]) for group in groups] for row in rows]
 
 
 def uniform_weights(logits: torch.Tensor) -> torch.Tensor:
@@ -126,6 +172,23 @@ def pairwise_input_weights(pair_logits: torch.Tensor, n: int) -> torch.Tensor:
     index = torch.tensor(pairs(n), device=pair_logits.device)  # (pairs, 2)
     out = probs.new_zeros(*probs.shape[:-1], n)
     return out.index_add(-1, index[:, 0], probs).index_add(-1, index[:, 1], probs)
+
+
+@dataclass(frozen=True)
+class CellDag:
+    """A cell of a supernet as a DAG: each node sums edges from earlier states.
+
+    ``alpha`` names the softmax parameter whose rows are the cell's edges (options:
+    operators); ``nodes[k]`` lists node k's incoming edges as (row of ``alpha``, input
+    state), inputs in the order pair weights number them. A strategy that picks two
+    inputs per node (DOTS) needs nothing else from the space.
+    """
+
+    alpha: str
+    nodes: tuple[tuple[tuple[int, int], ...], ...]
+
+    def rows(self) -> int:
+        return sum(len(node) for node in self.nodes)
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -167,9 +230,11 @@ class MixedOp(nn.Module):
             raise ValueError(f"partial must be >= 1, got {partial}")
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, width: int | None = None,
-                only: int | None = None) -> torch.Tensor:
+                only: int | Collection[int] | None = None) -> torch.Tensor:
         """``only = k`` runs candidate k alone (still times ``weights[k]``): what a one-hot row computes,
-        without the others' zero-weighted work (a fixed architecture scored in its supernet)."""
+        without the others' zero-weighted work (a fixed architecture scored in its supernet); a collection
+        of candidates runs those (the options a relaxation leaves active)."""
+        keep = None if only is None else ({int(only)} if isinstance(only, int) else set(only))
         bypass = None
         if self.partial > 1:
             c = x.shape[1] // self.partial
@@ -177,14 +242,14 @@ class MixedOp(nn.Module):
         relu = F.relu(x) if self.shares_relu else None
         out = None
         for k, op, pre in zip(self.index, self.ops, self.pre_relu):
-            if only is not None and k != only:
+            if keep is not None and k not in keep:
                 continue
             if width is not None:
                 op.set_width(x.shape[1], width)
             y = (_after_first(op, relu) if pre and relu is not None else op(x)) * weights[k]
             out = y if out is None else out + y
         if out is None:
-            raise ValueError(f"MixedOp: candidate {only} is not one of its operators {self.index}")
+            raise ValueError(f"MixedOp: candidates {sorted(keep or [])} are not among its operators {self.index}")
         if bypass is None:
             return out
         if self.stride > 1:
@@ -207,5 +272,6 @@ class InputChoice(nn.Module):
         return out
 
 
-__all__ = ["KINDS", "ArchParameters", "ChoiceSpec", "InputChoice", "MixedOp", "channel_shuffle", "choice_weights",
-           "gumbel_hard", "pairs", "pairwise_input_weights", "uniform_weights"]
+__all__ = ["KINDS", "ArchParameters", "CellDag", "ChoiceSpec", "InputChoice", "MixedOp", "best_in_groups",
+           "channel_shuffle", "choice_weights", "group_softmax", "gumbel_hard", "pairs", "pairwise_input_weights",
+           "uniform_weights"]

@@ -53,6 +53,7 @@ from .genotype import Genotype
 from .genotype import load as load_genotype
 from .methods import Method, get_method
 from .spaces import get_space
+from .strategies import WRAPS
 from .strategies.halves import SearchData
 
 MARKER = "segnas_correlate"  # in correlation.json: this folder's outputs were written by this command
@@ -129,6 +130,8 @@ def load_search_run(path: Path, device: str | None = None) -> SearchRun:
     else:
         problem = method.problem(cfg, SearchData(None, None, None, num_classes, plain.ignore_index), path, where,
                                  False)
+    if strategy in WRAPS:  # the strategy's own parameters live in the same supernet
+        problem = WRAPS[strategy](problem, cfg)
     try:
         problem.load_state_dict(ckpt["search"])
     except (RuntimeError, KeyError, TypeError) as e:

@@ -15,10 +15,11 @@ from segnas.genotype import save as save_genotype
 from segnas.profile import count_flops, count_params
 from segnas.spaces import get_space
 from segnas.spaces.autodeeplab import OPS, path_counts
-from segnas.spaces.autodeeplab.derive import brute_force_path, decode_cell, viterbi
+from segnas.spaces.autodeeplab.derive import brute_force_path, viterbi
+from segnas.spaces.cells import cell_edges, decode_cell
 from segnas.methods import get_method
 from segnas.spaces.autodeeplab.search import AutoDeepLabSearch
-from segnas.spaces.autodeeplab.supernet import beta_mask, cell_edges
+from segnas.spaces.autodeeplab.supernet import beta_mask
 
 SPACE = get_space("autodeeplab")
 

@@ -264,7 +264,7 @@ def test_autodeeplab_fixed_weights_are_the_cell_and_the_path():
     assert w["alpha"][1, ops.index("sep_conv_3x3")] == 1 and w["alpha"][4, ops.index("max_pool_3x3")] == 1
     moves = [tuple(i.tolist()) for i in torch.nonzero(w["beta"])]
     # into layer 0 from the stem (1/4) staying; then down 1/4 -> 1/8, stay at 1/8, up 1/8 -> 1/4
-    assert moves == [(0, 0, 1), (1, 0, 0), (2, 1, 1), (3, 1, 2)] and w["head"] == 0
+    assert moves == [(0, 0, 1), (1, 0, 0), (2, 1, 1), (3, 1, 2)] and w["path"] == [0, 1, 1, 0]
     notes = problem.fixed_notes(g)
     # h(l-2) at layer 2 is the 1/4 node of layer 0 in the child, (0, 1/8) in the supernet; at layer 3 (1, 1/8), (1, 1/4)
     assert any("layer(s) 2, 3:" in n for n in notes)

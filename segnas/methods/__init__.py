@@ -21,7 +21,7 @@ from ..config import RunConfig, make_config
 from ..errors import ConfigError, GenotypeError
 from ..genotype import Genotype
 from ..spaces import get_space
-from ..strategies import SECTION_NAMES, STRATEGIES, strategy_presets, strategy_sections
+from ..strategies import NEEDS, SECTION_NAMES, STRATEGIES, strategy_presets, strategy_sections
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,8 @@ class Method:
         if name not in STRATEGIES:
             raise ConfigError(f"--strategy {name!r} is unknown; known strategies: {', '.join(STRATEGIES)}")
         if name not in self.strategies:
-            raise ConfigError(f"--strategy {name!r}: method {self.name} accepts {', '.join(self.strategies)}")
+            raise ConfigError(f"--strategy {name!r} needs {NEEDS[name]}, which method {self.name}'s {self.space} "
+                              f"space does not offer; it accepts {', '.join(self.strategies)}")
         return name
 
     def config(self, preset: str = "cpu", file: str | Path | None = None, overrides: list[str] | None = None,
@@ -160,7 +161,7 @@ def _run_strategy(run: Path) -> str | None:
 
 
 # one entry per method: the module segnas/methods/<entry>.py defines its METHOD record
-_MODULES = ("fasterseg", "autodeeplab", "dcnas", "nekrasov")
+_MODULES = ("fasterseg", "autodeeplab", "dcnas", "nekrasov", "dots")
 METHODS: dict[str, Method] = {m.name: m for m in (import_module(f".{n}", __name__).METHOD for n in _MODULES)}
 
 

@@ -5,7 +5,12 @@ its own parts are its presets, the ``autodeeplab.genotype_args`` and
 ``autodeeplab.down_transition`` its derived networks are built with (the paper
 searches at F = 8, retrains at F = 20/32/48; the ``cpu`` and ``paper`` presets
 build them with the authors' ``released`` transitions, as the zoo's S/M/L, the
-``tiny`` one keeps ``conv3x3``) and the drawing of each result next to its genotype.
+``tiny`` one keeps ``conv3x3``), ``autodeeplab.fixed_path`` (the network level
+fixed to one path, only the cell searched: the supernet then computes that path
+alone) and the drawing of each result next to its genotype. Besides the paper's
+bilevel search, its cell can be searched by DOTS (``--strategy dots``: grouped
+operation search, then topology search over pairs of each block's inputs), a
+combination no published code has.
 """
 
 from __future__ import annotations
@@ -71,7 +76,7 @@ def reaches_coarsest(genotype: Genotype) -> bool:
 
 METHOD = Method(
     name="autodeeplab", title="Auto-DeepLab (Liu et al., CVPR 2019)", space="autodeeplab",
-    strategies=("differentiable", "random"), presets=PRESETS, section=AutoDeepLabConfig,
+    strategies=("differentiable", "dots", "random"), presets=PRESETS, section=AutoDeepLabConfig,
     outputs=("genotype",), primary="genotype", problem=make_problem, check=AutoDeepLabSearch.check_config,
     sample_args=sample_args, draw=draw_autodeeplab, draw_results=True, epoch_line=supernet_epoch_line(describe),
     report=genotype_report("path", describe),

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from torch import nn
 
 from .aspp import ASPP, upsample_to
-from .cellops import (CELL_OPS, PARAMETER_FREE, AtrousConv, GlobalPoolConv, HalfSize, Pool, ReLUConvBN, SepConv,
+from .cellops import (CELL_OPS, DARTS_OPS, OP_FAMILY, PARAMETER_FREE, AtrousConv, GlobalPoolConv, HalfSize, Pool, ReLUConvBN, SepConv,
                       Zero, cell_op)
 from .conv import Conv, Conv2x, ConvBNReLU, FactorizedReduce, Widths, ZoomedConv, conv_layer, norm_layer, set_width
 from .droppath import DropPath, set_drop_path
@@ -55,7 +55,7 @@ def make_op(name: str, c_in: int, c_out: int, stride: int = 1, widths: Widths = 
 
 
 __all__ = [
-    "ASPP", "upsample_to", "CELL_OPS", "OPS", "PARAMETER_FREE", "AtrousConv", "HalfSize", "Pool", "ReLUConvBN",
+    "ASPP", "upsample_to", "CELL_OPS", "DARTS_OPS", "OP_FAMILY", "OPS", "PARAMETER_FREE", "AtrousConv", "HalfSize", "Pool", "ReLUConvBN",
     "SepConv", "cell_op", "Conv", "Conv2x", "ConvBNReLU", "DropPath", "FactorizedReduce", "SlimBatchNorm2d", "SlimConv2d",
     "ZoomedConv", "conv_layer", "make_op", "norm_layer", "reset_parameters", "set_drop_path", "set_width",
     "ACTIVATIONS", "MBCONV_OPS", "MOBILE_OPS", "MBConv", "SqueezeExcite", "mobile_op", "parse_mbconv",

@@ -1,9 +1,10 @@
-"""Operators of DARTS-style cells (Auto-DeepLab's eight, DOTS' grouping).
+"""Operators of DARTS-style cells (Auto-DeepLab's eight, DARTS' and DOTS' eight, their families).
 
 At stride 1 all keep the spatial size and the channel count. ``SepConv`` is
 two rounds of ReLU - depthwise - pointwise - BN; ``AtrousConv`` is ReLU - full
 (not depthwise) conv at rate 2 - BN, as Auto-DeepLab's authors built it;
-average pooling ignores the padding. ``none`` (no connection) is not a module:
+DARTS' ``dil_conv`` (DOTS' cells) is one round of the separable conv with a
+rate-2 depthwise conv; average pooling ignores the padding. ``none`` (no connection) is not a module:
 a mixed edge leaves it out of the sum. Nekrasov et al.'s discrete cells add
 ``GlobalPoolConv`` (image pooling) and ``Zero`` (their zero operation, a real
 operand of a sum) and run ``SepConv`` with a dilation and one or two rounds.
@@ -133,6 +134,8 @@ def cell_op(name: str, c: int, stride: int = 1) -> nn.Module:
         return SepConv(c, int(name[-1]), stride)
     if name.startswith("atrous_conv_"):
         return AtrousConv(c, int(name[-1]), stride=stride)
+    if name.startswith("dil_conv_"):  # DARTS': one separable round with a rate-2 depthwise conv
+        return SepConv(c, int(name[-1]), stride, dilation=2, repeats=1)
     if name in ("avg_pool_3x3", "max_pool_3x3"):
         return Pool(name[:3], stride)
     if name == "skip_connect":
@@ -142,4 +145,13 @@ def cell_op(name: str, c: int, stride: int = 1) -> nn.Module:
 
 CELL_OPS = ("sep_conv_3x3", "sep_conv_5x5", "atrous_conv_3x3", "atrous_conv_5x5", "avg_pool_3x3",
             "max_pool_3x3", "skip_connect")
+# DARTS' cell operators (DOTS searches these): dilated convs are depthwise-separable, not Auto-DeepLab's full atrous
+DARTS_OPS = ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5", "avg_pool_3x3", "max_pool_3x3",
+             "skip_connect")
 PARAMETER_FREE = frozenset({"avg_pool_3x3", "max_pool_3x3", "skip_connect", "none"})
+# what each cell operator is, for searches that group operators by kind (DOTS' Group-V1): the identity,
+# pooling, separable convs, dilated convs, and the zero operation ``none``
+OP_FAMILY: dict[str, str] = {"skip_connect": "skip", "avg_pool_3x3": "pooling", "max_pool_3x3": "pooling",
+                             "sep_conv_3x3": "separable", "sep_conv_5x5": "separable",
+                             "dil_conv_3x3": "dilated", "dil_conv_5x5": "dilated",
+                             "atrous_conv_3x3": "dilated", "atrous_conv_5x5": "dilated", "none": "zero"}

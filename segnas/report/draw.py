@@ -167,3 +167,49 @@ def draw_dcnas(genotype: Genotype, path: str | Path) -> Path:
     ax.set_title(f"{genotype.name or genotype.space}  [{genotype.archid}]  ({len(nodes)} nodes; {edges})",
                  fontsize=9)
     return _save(plt, fig, path)
+
+
+def draw_dots(genotype: Genotype, path: str | Path) -> Path:
+    """The normal and the reduction cell side by side (DARTS' figure style): inputs c(k-2), c(k-1) on the
+    left, the nodes in a column, each edge labelled with its operator, every node feeding the output c(k)."""
+    plt = _figure()
+    structure = genotype.structure
+    nodes = len(structure["normal"]) // 2
+    top = nodes - 1.0
+    spread = max(0.5, top / 4)
+    pos = {0: (0.0, top / 2 + spread), 1: (0.0, top / 2 - spread)}
+    for k in range(nodes):
+        pos[k + 2] = (2.4, top - k)
+    out = (4.2, top / 2)
+    fig, axes = plt.subplots(1, 2, figsize=(10.0, 1.4 + 0.9 * max(nodes, 2)))
+    for ax, cell in zip(axes, ("normal", "reduce")):
+        for e, (op, i) in enumerate(structure[cell]):
+            (x0, y0), (x1, y1) = pos[int(i)], pos[e // 2 + 2]
+            rad = 0.0 if x0 != x1 else -0.45  # node to node: an arc bulging right
+            ax.annotate("", (x1, y1), (x0, y0), arrowprops={"arrowstyle": "-|>", "color": "0.35", "shrinkA": 11,
+                                                           "shrinkB": 11, "connectionstyle": f"arc3,rad={rad}"})
+            # the label sits near the node (inputs' edges cross in the middle) or on the arc's middle (a quadratic
+            # Bezier: half the control point's offset)
+            mx, my = ((x0 + 0.7 * (x1 - x0), y0 + 0.7 * (y1 - y0)) if rad == 0.0
+                      else ((x0 + x1) / 2 + 0.5 * rad * (y1 - y0), (y0 + y1) / 2 - 0.5 * rad * (x1 - x0)))
+            ax.text(mx, my, str(op).replace("_", " "), fontsize=6.5, ha="center", va="center",
+                    bbox={"boxstyle": "round,pad=0.12", "fc": "white", "ec": "none", "alpha": 0.9}, zorder=5)
+        for k in range(nodes):
+            ax.annotate("", out, pos[k + 2], arrowprops={"arrowstyle": "-|>", "color": "#9ecae1", "lw": 0.8,
+                                                         "shrinkA": 11, "shrinkB": 13})
+        for i, (x, y) in pos.items():
+            label = "c(k-2)" if i == 0 else "c(k-1)" if i == 1 else str(i - 2)
+            ax.scatter(x, y, s=650, c="#a1d99b" if i < 2 else "#c6dbef", edgecolors="black", linewidths=0.5,
+                       zorder=3)
+            ax.text(x, y, label, fontsize=7, ha="center", va="center", zorder=4)
+        ax.scatter(*out, s=650, c="#fdd49e", edgecolors="black", linewidths=0.5, zorder=3)
+        ax.text(*out, "c(k)", fontsize=7, ha="center", va="center", zorder=4)
+        ax.set_xlim(-0.6, 4.8)
+        ax.set_ylim(-0.6, top + 0.6)
+        ax.set_aspect("equal")
+        ax.axis("off")
+        what = "normal cell" if cell == "normal" else "reduction cell (ops on c(k-2), c(k-1): stride 2)"
+        ax.set_title(what, fontsize=9)
+    fig.suptitle(f"{genotype.name or genotype.space}  [{genotype.archid}]  (c(k) = concat of the nodes)",
+                 fontsize=9)
+    return _save(plt, fig, path)

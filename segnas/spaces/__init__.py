@@ -6,11 +6,12 @@ from ..errors import GenotypeError
 from .base import SearchSpace
 from .autodeeplab import AutoDeepLabSpace
 from .dcnas import DCNASSpace
+from .dots import DotsSpace
 from .fasterseg import FasterSegSpace
 from .nekrasov import NekrasovSpace
 
 SPACES: dict[str, SearchSpace] = {space.name: space
-                                  for space in (FasterSegSpace(), AutoDeepLabSpace(), DCNASSpace(), NekrasovSpace())}
+                                  for space in (FasterSegSpace(), AutoDeepLabSpace(), DCNASSpace(), NekrasovSpace(), DotsSpace())}
 
 
 def get_space(name: str, source: str = "space") -> SearchSpace:
@@ -22,5 +23,5 @@ def get_space(name: str, source: str = "space") -> SearchSpace:
                             f"{', '.join(sorted(SPACES))}") from None
 
 
-__all__ = ["SPACES", "SearchSpace", "get_space", "AutoDeepLabSpace", "DCNASSpace", "FasterSegSpace",
+__all__ = ["SPACES", "SearchSpace", "get_space", "AutoDeepLabSpace", "DCNASSpace", "DotsSpace", "FasterSegSpace",
            "NekrasovSpace"]

@@ -32,7 +32,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import torch
 from torch import nn
@@ -128,13 +128,17 @@ def _call(hooks: list, event: str, *args: Any) -> list[Any]:
 
 def run_differentiable(method, cfg: RunConfig, out: str | Path, resume: bool = False,
                        stop_after: int | None = None, progress: bool = True,
-                       resume_overrides: dict[str, Any] | None = None, phases: list[Phase] | None = None,
-                       hooks: list | None = None, strategy: str = STRATEGY) -> dict[str, Any]:
+                       resume_overrides: dict[str, Any] | None = None,
+                       phases: list[Phase] | Callable[[RunConfig], list[Phase]] | None = None,
+                       hooks: list | None = None, strategy: str = STRATEGY,
+                       wrap: Callable[[Any, RunConfig], BilevelProblem] | None = None) -> dict[str, Any]:
     """Run (or resume) a differentiable search of ``method``, writing genotypes per epoch and the final ones.
 
     ``method`` (a registry record) supplies the supernet problem, its hooks, the
     architecture written as ``genotype.json`` and whether results are drawn; a
-    strategy built on this loop passes its own name, ``phases`` and ``hooks``.
+    strategy built on this loop passes its own name, ``phases`` (a list, or a function of the run's
+    config, which a resume reads from the run folder), ``hooks`` and ``wrap``, which turns the method's
+    problem into the strategy's (e.g. another relaxation of the same supernet).
     Hooks keep no state of their own: they set what they change from (epoch,
     phase), and anything that must survive a resume lives in the problem's
     ``state_dict`` (``on_phase_start`` runs once per phase, not again when a run
@@ -150,7 +154,7 @@ def run_differentiable(method, cfg: RunConfig, out: str | Path, resume: bool = F
         session.expect(method.name, strategy, default_strategy=STRATEGY)
     cfg.method, cfg.strategy = method.name, strategy  # also for runs saved before these were recorded
     sc = cfg.search
-    phases = phases if phases is not None else default_phases(cfg)
+    phases = phases(cfg) if callable(phases) else phases if phases is not None else default_phases(cfg)
     hooks = method.hooks(cfg) + list(hooks or [])
     n_epochs = sum(p.epochs for p in phases)
     done = session.finished()
@@ -162,6 +166,8 @@ def run_differentiable(method, cfg: RunConfig, out: str | Path, resume: bool = F
         session.begin()
         torch.manual_seed(cfg.seed)
         problem = method.problem(cfg, data, run, device, progress)
+        if wrap is not None:
+            problem = wrap(problem, cfg)
         opt_w = torch.optim.SGD(problem.weight_parameters(), lr=sc.lr, momentum=sc.momentum,
                                 weight_decay=sc.weight_decay)
         opt_a = torch.optim.Adam(problem.arch_parameters(), lr=sc.arch_lr, betas=tuple(sc.arch_betas),

@@ -58,6 +58,19 @@ def path_counts(layers: int, n_scales: int = len(SCALES)) -> np.ndarray:
     return counts
 
 
+def check_path(path: object, layers: int, source: str, at: str) -> None:
+    """A GenotypeError naming ``at`` unless ``path`` is one scale index per layer, one step at a time."""
+    if not isinstance(path, list) or len(path) != layers:
+        raise GenotypeError(f"{source}: field '{at}' must list one scale index per layer ({layers} = space_args.layers)")
+    prev = 0  # the stem ends at 1/4
+    for i, j in enumerate(path):
+        if type(j) is not int or not 0 <= j < len(SCALES) or abs(j - prev) > 1:
+            raise GenotypeError(f"{source}: field '{at}[{i}]' is {j!r}; after scale index {prev} "
+                                f"it must be one of {[k for k in (prev - 1, prev, prev + 1) if 0 <= k < 4]} "
+                                "(0 = 1/4 .. 3 = 1/32; one step per layer, the stem ends at 1/4)")
+        prev = j
+
+
 class AutoDeepLabSpace(SearchSpace):
     """A shared cell over an L-layer path through scales 1/4 .. 1/32, with ASPP and a DeepLabv3+ decoder."""
 
@@ -102,16 +115,7 @@ class AutoDeepLabSpace(SearchSpace):
         path, cell = structure.get("path"), structure.get("cell")
         if set(structure) != {"path", "cell"}:
             raise GenotypeError(f"{source}: field 'structure' must have exactly the keys 'path' and 'cell'")
-        if not isinstance(path, list) or len(path) != args["layers"]:
-            raise GenotypeError(f"{source}: field 'structure.path' must list one scale index per layer "
-                                f"({args['layers']} = space_args.layers)")
-        prev = 0  # the stem ends at 1/4
-        for i, j in enumerate(path):
-            if type(j) is not int or not 0 <= j < len(SCALES) or abs(j - prev) > 1:
-                raise GenotypeError(f"{source}: field 'structure.path[{i}]' is {j!r}; after scale index {prev} "
-                                    f"it must be one of {[k for k in (prev - 1, prev, prev + 1) if 0 <= k < 4]} "
-                                    "(0 = 1/4 .. 3 = 1/32; one step per layer, the stem ends at 1/4)")
-            prev = j
+        check_path(path, args["layers"], source, "structure.path")
         if not isinstance(cell, list) or len(cell) != args["blocks"]:
             raise GenotypeError(f"{source}: field 'structure.cell' must list {args['blocks']} blocks "
                                 "(space_args.blocks)")
@@ -220,4 +224,4 @@ class AutoDeepLabSpace(SearchSpace):
         return "\n".join(lines)
 
 
-__all__ = ["AutoDeepLabSpace", "AutoDeepLabNet", "DOWN_TRANSITIONS", "LATER_ARGS", "OPS", "SCALES", "path_counts"]
+__all__ = ["AutoDeepLabSpace", "check_path", "AutoDeepLabNet", "DOWN_TRANSITIONS", "LATER_ARGS", "OPS", "SCALES", "path_counts"]

@@ -2,9 +2,8 @@
 
 Network level: beta as transition probabilities between scales from layer to
 layer; Viterbi finds the path of maximum probability from the stem (at 1/4)
-to any scale of the last layer, for any number of layers. Cell level: per
-block keep the two predecessors with the strongest non-``none`` operator,
-then each one's best non-``none`` operator.
+to any scale of the last layer, for any number of layers. Cell level: DARTS'
+rule, shared with the other cell spaces (``segnas.spaces.cells.decode_cell``).
 """
 
 from __future__ import annotations
@@ -72,22 +71,3 @@ def brute_force_path(probs: np.ndarray) -> tuple[list[int], float]:
         if s > best:
             best, best_path = s, list(path)
     return best_path, best
-
-
-def decode_cell(weights: np.ndarray, ops: Sequence[str], blocks: int) -> list[dict]:
-    """Top-2 predecessors per block by the strongest non-``none`` operator, then that best operator.
-
-    ``weights``: softmaxed alpha, one row per edge in ``cell_edges`` order
-    (block k has edges from states 0 .. k+1). Ties go to the lower index.
-    The block's inputs are listed strongest first.
-    """
-    real = [k for k, op in enumerate(ops) if op != "none"]
-    cell, e = [], 0
-    for k in range(blocks):
-        rows = weights[e: e + k + 2][:, real]
-        e += k + 2
-        strength = rows.max(axis=1)
-        order = sorted(range(k + 2), key=lambda i: (-strength[i], i))[:2]
-        cell.append({"inputs": [int(i) for i in order],
-                     "ops": [ops[real[int(np.argmax(rows[i]))]] for i in order]})
-    return cell

@@ -24,15 +24,17 @@ from typing import Any, ClassVar
 import torch
 from torch.utils.data import DataLoader
 
+from ...choices import CellDag
 from ...errors import ConfigError, GenotypeError
 from ...config import RunConfig
 from ...genotype import Genotype
 from ...losses import CrossEntropy
 from ..base import other_args_note, representable_args, unknown_op
 from ..problem import SupernetProblem
-from . import LATER_ARGS, AutoDeepLabSpace
-from .derive import decode_cell, viterbi
-from .supernet import N_SCALES, AutoDeepLabSupernet, cell_edges
+from . import LATER_ARGS, AutoDeepLabSpace, check_path
+from ..cells import cell_dag, cell_edges, decode_cell
+from .derive import viterbi
+from .supernet import AutoDeepLabSupernet, path_moves
 
 
 @dataclass
@@ -41,6 +43,7 @@ class AutoDeepLabConfig:
 
     genotype_args: dict = field(default_factory=dict)  # space args of the derived networks (e.g. a larger F)
     down_transition: str = LATER_ARGS["down_transition"]  # the derived networks': conv3x3 | released
+    fixed_path: list = field(default_factory=list)  # a scale index per layer: only the cell is searched ([]: both)
 
     CHOICES: ClassVar[dict[str, tuple]] = {"down_transition": ("conv3x3", "released")}
 
@@ -53,7 +56,7 @@ class AutoDeepLabSearch(SupernetProblem):
         self.args, self.genotype_args = self.check_config(cfg)
         self.num_classes, self.ignore_index = num_classes, ignore_index
         self.device = torch.device(device)
-        self.net = AutoDeepLabSupernet(self.args, num_classes).to(self.device)
+        self.net = AutoDeepLabSupernet(self.args, num_classes, cfg.autodeeplab.fixed_path or None).to(self.device)
         self.criterion = CrossEntropy(ignore_index)
 
     @staticmethod
@@ -78,6 +81,11 @@ class AutoDeepLabSearch(SupernetProblem):
             if genotype_args[key] != args[key]:
                 raise ConfigError(f"autodeeplab.genotype_args.{key}: the derived network must keep the searched "
                                   f"{key}; change search.space_args.{key} instead")
+        if section.fixed_path:
+            try:
+                check_path(section.fixed_path, args["layers"], "autodeeplab.fixed_path", "autodeeplab.fixed_path")
+            except GenotypeError as e:
+                raise ConfigError(str(e)) from None
         if cfg.search.arch_loss == "ohem":
             raise ConfigError("search.arch_loss: Auto-DeepLab's search uses plain cross-entropy for weights and "
                               "architecture; leave it unset or set 'ce'")
@@ -105,7 +113,7 @@ class AutoDeepLabSearch(SupernetProblem):
         with torch.no_grad():
             probs = self.net.beta_weights().cpu().double().numpy()
             alpha = self.net.alpha_weights().cpu().double().numpy()
-        path, logp = viterbi(probs)
+        path, logp = viterbi(probs)  # a fixed network level: its one path, of probability 1
         moves = [[-1] * probs.shape[1] for _ in range(probs.shape[0])]
         for layer in range(probs.shape[0] - 1):
             for j in range(probs.shape[1]):
@@ -120,7 +128,8 @@ class AutoDeepLabSearch(SupernetProblem):
 
         ``alpha``: per edge of the cell a one-hot row at its operator, a zero row for edges the cell does
         not keep; ``beta``: 1 for the path's move into each layer, 0 for every other move, so nodes off
-        the path are zero; ``head``: the path's last scale, the only head that predicts. A genotype of
+        the path are zero (and not computed); ``path``: the nodes computed, its last scale's head the only
+        one that predicts. A genotype of
         other ``layers`` or ``blocks``, or with an operator the supernet does not search, is refused.
         """
         representable_args(self.space, genotype, self.args, ("layers", "blocks"))
@@ -131,12 +140,8 @@ class AutoDeepLabSearch(SupernetProblem):
         for k, block in enumerate(cell):
             for i, op in zip(block["inputs"], block["ops"]):
                 alpha[first[k] + i, self.net.ops.index(op)] = 1.0
-        beta = torch.zeros(self.net.layers, N_SCALES, 3, device=self.device)
-        prev = 0  # the stem, at 1/4
-        for layer, j in enumerate(path):
-            beta[layer, prev, 1 - (j - prev)] = 1.0  # direction 0 = down (to prev + 1), 1 = same, 2 = up
-            prev = j
-        return {"alpha": alpha, "beta": beta, "head": int(path[-1])}
+        beta = path_moves(path, self.net.layers).to(self.device)
+        return {"alpha": alpha, "beta": beta, "path": [int(j) for j in path]}
 
     def fixed_notes(self, genotype: Genotype) -> list[str]:
         """Where the supernet with ``genotype`` fixed still computes otherwise than the child network."""
@@ -169,8 +174,19 @@ class AutoDeepLabSearch(SupernetProblem):
         finally:
             self.net.fixed = None
 
-    def derive(self, loader: DataLoader | None) -> dict[str, Any]:
-        path, logp, cell, moves = self.decode()
+    # -- the cell as a DAG (DOTS' topology search) ---------------------------------------------------
+    def cell_dags(self) -> list[CellDag]:
+        """One shared cell: block k sums the edges (rows of alpha, block by block) from states 0 .. k+1."""
+        return [cell_dag("alpha", self.net.blocks)]
+
+    def derive_cells(self, cells: dict[str, list[list[tuple[int, str]]]], loader: DataLoader | None) -> dict[str, Any]:
+        """The genotype of the cell ``cells["alpha"]`` gives (two (input, operator) per block) on the decoded path."""
+        cell = [{"inputs": [int(i) for i, _ in block], "ops": [op for _, op in block]} for block in cells["alpha"]]
+        return self.derive(loader, cell)
+
+    def derive(self, loader: DataLoader | None, cell: list[dict] | None = None) -> dict[str, Any]:
+        path, logp, decoded, moves = self.decode()
+        cell = decoded if cell is None else cell
         miou = self.supernet_miou(loader) if loader is not None else None
         g = self.space.make_genotype({"path": path, "cell": cell}, self.genotype_args, name="autodeeplab-searched",
                                      meta={"source": "autodeeplab search", "path_log_prob": logp,

@@ -31,6 +31,7 @@ from torch import nn
 
 from ...choices import ArchParameters, InputChoice, MixedOp, choice_weights
 from ...ops import ASPP, PARAMETER_FREE, cell_op, upsample_to
+from ..cells import cell_edges
 from ..problem import SupernetModule
 from .network import DIRECTIONS, SCALES, Resample1x1, block_channels, make_search_stem, scale_sizes, transition
 
@@ -59,9 +60,14 @@ def beta_mask(layers: int) -> torch.Tensor:
     return valid
 
 
-def cell_edges(blocks: int) -> list[tuple[int, int]]:
-    """(block, input state) of every edge, block by block: block k has k + 2 inputs."""
-    return [(k, i) for k in range(blocks) for i in range(k + 2)]
+def path_moves(path: Sequence[int], layers: int) -> torch.Tensor:
+    """beta-shaped weights of one path: 1 for its move into each layer, 0 for every other move."""
+    beta = torch.zeros(layers, N_SCALES, 3)
+    prev = 0  # the stem, at 1/4
+    for layer, j in enumerate(path):
+        beta[layer, prev, 1 - (j - prev)] = 1.0  # direction 0 = down (to prev + 1), 1 = same, 2 = up
+        prev = j
+    return beta
 
 
 def mixed_edge(ops: Sequence[str], c: int) -> MixedOp:
@@ -77,12 +83,14 @@ class MixedCell(nn.Module):
         self.edges = nn.ModuleList(mixed_edge(ops, c) for _ in cell_edges(blocks))
         self.blocks = blocks
 
-    def forward(self, h1: torch.Tensor, h2: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def forward(self, h1: torch.Tensor, h2: torch.Tensor, weights: torch.Tensor,
+                active: list[tuple[int, ...]] | None = None) -> torch.Tensor:
+        """``active[e]``: the operators of edge e that can carry weight (None: all); only those run."""
         states, e = [h1, h2], 0
         for k in range(self.blocks):
             out = None
             for i in range(k + 2):
-                y = self.edges[e](states[i], weights[e])
+                y = self.edges[e](states[i], weights[e], only=None if active is None else active[e])
                 out = y if out is None else out + y
                 e += 1
             states.append(out)
@@ -103,7 +111,7 @@ class Node(nn.Module):
 class AutoDeepLabSupernet(SupernetModule):
     """The continuous relaxation of the whole hierarchical space (weights and ``arch`` = alpha, beta)."""
 
-    def __init__(self, args: dict[str, Any], num_classes: int) -> None:
+    def __init__(self, args: dict[str, Any], num_classes: int, path: Sequence[int] | None = None) -> None:
         super().__init__()
         self.layers, self.blocks = int(args["layers"]), int(args["blocks"])
         self.ops = list(args["ops"])
@@ -136,6 +144,11 @@ class AutoDeepLabSupernet(SupernetModule):
                           where="outgoing move of node (l-1, j) into layer l, rows = (layer, scale index)",
                           mask=beta_mask(self.layers))
         self.register_buffer("valid", beta_mask(self.layers), persistent=False)
+        # a network level fixed to one path (only the cell is searched): its moves replace beta and only
+        # its nodes are computed (what the full trellis computes with those moves, the rest being zero)
+        self.path = None if path is None else [int(j) for j in path]
+        self.register_buffer("path_beta", path_moves(self.path, self.layers) if self.path is not None else None,
+                             persistent=False)
         self.merge = InputChoice()
         # one architecture's hard edge weights, moves and head, used instead of alpha, beta and every head
         # while set (``AutoDeepLabSearch.fixed``); the parameters themselves are never touched
@@ -158,7 +171,15 @@ class AutoDeepLabSupernet(SupernetModule):
     def beta_weights(self) -> torch.Tensor:
         """Outgoing transition probabilities; invalid moves are exactly 0 (the mask as a buffer on the
         supernet's device, not copied there every step). One path's moves while an architecture is fixed."""
-        return choice_weights(self.arch["beta"], "softmax", self.valid) if self.fixed is None else self.fixed["beta"]
+        if self.fixed is not None:
+            return self.fixed["beta"]
+        if self.path_beta is not None:
+            return self.path_beta
+        return choice_weights(self.arch["beta"], "softmax", self.valid)
+
+    def computed_path(self) -> list[int] | None:
+        """The one path the forward pass computes (a fixed architecture's or the fixed network level), if any."""
+        return self.fixed["path"] if self.fixed is not None else self.path
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
@@ -166,25 +187,32 @@ class AutoDeepLabSupernet(SupernetModule):
         stem = self.stem[1](mid)
         sizes = scale_sizes(stem.shape[-2:])
         alpha, beta = self.alpha_weights(), self.beta_weights()
+        active = self.arch.active("alpha") if self.fixed is None else None
+        path = self.computed_path()
         out: dict[tuple[int, int], torch.Tensor] = {(-2, -1): mid, (-1, 0): stem}
         for layer in range(self.layers):
             for j in range(N_SCALES):
-                if not node_exists(layer, j):
+                if not node_exists(layer, j) or (path is not None and j != path[layer]):
                     continue
                 node = self.nodes[f"{layer}_{j}"]
-                h2 = node.reduce(out[self.prev2(layer, j)], sizes[j])
+                prev2 = out.get(self.prev2(layer, j))
+                if prev2 is None:  # off the computed path: the node the trellis reads there is zero
+                    prev2 = stem.new_zeros(stem.shape[0], node.reduce.conv[1].in_channels, *sizes[j])
+                h2 = node.reduce(prev2, sizes[j])
                 inputs, weights = [], []
                 for name, trans in node.transitions.items():
                     d = DIRECTIONS.index(name)
                     js = source_of(d, j)
-                    inputs.append(node.cells[name](trans(out[(layer - 1, js)], sizes[j]), h2, alpha))
+                    if (layer - 1, js) not in out:
+                        continue
+                    inputs.append(node.cells[name](trans(out[(layer - 1, js)], sizes[j]), h2, alpha, active))
                     weights.append(beta[layer, js, d])
                 out[(layer, j)] = self.merge(inputs, weights)
             for key in [k for k in out if k[0] == layer - 2]:  # free what no later node reads
                 del out[key]
         logits = None
         for j, head in self.heads.items():
-            if self.fixed is not None and int(j) != self.fixed["head"]:
+            if path is not None and int(j) != path[-1]:
                 continue  # a fixed path ends at one scale: only its head predicts
             y = upsample_to(head(out[(self.layers - 1, int(j))]), size)
             logits = y if logits is None else logits + y
