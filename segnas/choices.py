@@ -23,6 +23,7 @@ seeded and resumable whatever the device) and is moved to the logits' device.
 from __future__ import annotations
 
 import itertools
+import numbers
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -234,7 +235,7 @@ class MixedOp(nn.Module):
         """``only = k`` runs candidate k alone (still times ``weights[k]``): what a one-hot row computes,
         without the others' zero-weighted work (a fixed architecture scored in its supernet); a collection
         of candidates runs those (the options a relaxation leaves active)."""
-        keep = None if only is None else ({int(only)} if isinstance(only, int) else set(only))
+        keep = None if only is None else ({int(only)} if isinstance(only, numbers.Integral) else set(map(int, only)))
         bypass = None
         if self.partial > 1:
             c = x.shape[1] // self.partial

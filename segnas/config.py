@@ -64,6 +64,7 @@ class TrainConfig:
     aux_weight: float = 0.2
     ema_decay: float | None = None  # Polyak averaging of weights when set
     distill_teacher: str | None = None  # checkpoint of a retrained teacher
+    pretrained: str | None = None  # a state dict of the network's pretrained part (Nekrasov's encoder, DOTS' backbone)
     distill_weight: float = 1.0
     distill_temperature: float = 1.0
     eval_every: int = 0  # steps; 0 = once per epoch
@@ -337,7 +338,7 @@ def to_dict(cfg: RunConfig) -> dict[str, Any]:
     return out
 
 
-_PATH_KEYS = ("data.root", "train.distill_teacher")
+_PATH_KEYS = ("data.root", "train.distill_teacher", "train.pretrained")
 
 
 def _absolute(value: str | None) -> str | None:

@@ -274,3 +274,50 @@ def test_tiny_search_writes_a_genotype_that_builds(strategy, tmp_path):
     net = SPACE.build(g, 3).eval()
     with torch.no_grad():
         assert net(torch.randn(1, 3, 33, 47)).shape == (1, 3, 33, 47)
+
+
+def test_retrain_starts_from_a_pretrained_backbone_file_and_says_so(tmp_path):
+    from segnas.config import make_config
+    from segnas.engine import retrain
+    from segnas.errors import ConfigError
+    from segnas.zoo import get as zoo_get
+
+    g = _small(2)
+    torch.manual_seed(5)
+    source = SPACE.build(g, 3).backbone.state_dict()
+    torch.save(source, tmp_path / "backbone.pt")
+    # a vanishing learning rate: the weights a step leaves are the ones it started from
+    cfg = make_config("tiny", overrides=["train.epochs=1", "train.lr=1e-12", "train.weight_decay=0",
+                                         f"train.pretrained={tmp_path / 'backbone.pt'}"],
+                      extra={"data": {"dataset": "synthetic"}})
+    result = retrain(g, cfg, tmp_path / "run", progress=False)
+    assert result["start"].startswith("pretrained: backbone (stems and cells) from")
+    trained = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    for key in ("stem0.0.weight", "cells.0.pre1.1.weight"):
+        assert torch.allclose(trained[f"backbone.{key}"], source[key], atol=1e-6), key
+    plain = retrain(g, make_config("tiny", overrides=["train.epochs=1"], extra={"data": {"dataset": "synthetic"}}),
+                    tmp_path / "plain", progress=False)
+    assert plain["start"].startswith("from scratch")
+    with pytest.raises(ConfigError, match="train.pretrained: networks of space 'fasterseg' have no pretrained part"):
+        retrain(zoo_get("fasterseg"), cfg, tmp_path / "fs", progress=False)
+
+
+def test_context_receptive_field_of_a_hand_made_network():
+    from segnas.methods import get_method
+    from segnas.spaces.dots.receptive import backbone_field, context_radius
+
+    structure = {"normal": [["sep_conv_3x3", 1], ["skip_connect", 0]],
+                 "reduce": [["dil_conv_5x5", 1], ["max_pool_3x3", 0]]}
+    args = {"channels": 4, "layers": 3}  # cells: normal, reduce, reduce
+    # stems 3, 7 (1/4), 15 (1/8); normal: sep3 on c(k-1) 15 + 2*8 + 2*8 = 47; reduce: dil5 on 47: + 4*2*8 = 111
+    # (the pool on c(k-2): 15 + 2*8 = 31); reduce again: dil5 + 4*2*16 = 239, the pool 47 + 2*16 = 79
+    assert backbone_field(structure, args) == 239 and context_radius(structure, args) == 119
+    g = SPACE.make_genotype(structure, {**SMALL, "channels": 4, "layers": 3, "nodes": 1})
+    assert not get_method("dots").has_planted("planted-context", g)
+    far = SPACE.make_genotype({"normal": structure["normal"], "reduce": [["sep_conv_5x5", 1], ["skip_connect", 0]]},
+                              {**SMALL, "channels": 4, "layers": 3, "nodes": 1})
+    # reduce: sep5 on c(k-1), two rounds, the second at the halved size: 47 + 4*8 + 4*16 = 143, then 143 + 4*16
+    # + 4*32 = 335, radius 167; with layers 5 (normal, reduce, normal, reduce, normal): far beyond 220
+    assert backbone_field(far.structure, {"channels": 4, "layers": 3}) == 335
+    assert get_method("dots").has_planted("planted-context", SPACE.make_genotype(
+        far.structure, {**SMALL, "channels": 4, "layers": 6, "nodes": 1}))

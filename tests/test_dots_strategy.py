@@ -61,6 +61,15 @@ def test_groups_follow_the_operators_kind_not_their_place_in_the_list():
         op_groups(("sep_conv_3x3", "conv_3x3"), "v1")
 
 
+def test_groups_that_could_keep_only_none_and_stages_without_epochs_are_refused():
+    with pytest.raises(ConfigError, match="every group holding 'none'"):
+        op_groups(("max_pool_3x3", "skip_connect", "none"), "v2")
+    with pytest.raises(ConfigError, match="dots.topology_epochs is 0"):
+        ADL.search(_cfg(topology_epochs=0), "unused-run-folder")
+    with pytest.raises(ConfigError, match="dots.op_epochs is 0"):
+        ADL.search(_cfg(op_epochs=0), "unused-run-folder")
+
+
 def test_group_softmax_and_pruning_on_hand_set_alpha():
     groups = list(op_groups(OPS, "v2").values())
     alpha = torch.tensor([[0.0, math.log(2), math.log(3), 0.0, math.log(5)],  # free: skip 2, none 1, pool 5
@@ -99,10 +108,11 @@ def test_topology_weights_keep_one_operator_per_group_mixed_by_the_near_hard_bal
     with torch.no_grad():
         arch["alpha"].copy_(torch.tensor([[0.0, 1.0, 2.0, 0.0, 0.0]] * 5))  # keeps skip (free) and dil (param.)
         arch["alpha_balance"].copy_(torch.tensor([[0.02, 0.0]] * 5))  # parameter-free ahead by 0.02
+        arch["alpha_pairs1"].zero_()  # node 1: three equal pairs, each input in two of them
     problem.set_stage("topology_pretrain", 2)  # T = 10: balance softmax(0.02 / 0.01) = e^2 / (e^2 + 1)
     assert arch.active("alpha") == [(1, 2)] * 5
     w = arch.weights("alpha")
-    edge = problem.edge_weights(DAG)
+    edge = torch.tensor([1.0, 2 / 3, 2 / 3, 1.0, 2 / 3])  # rows 0, 3: node 0's only pair; rows 1, 4, 2: node 1
     p = math.exp(2) / (math.exp(2) + 1)
     assert w[:, 1].tolist() == pytest.approx((edge * p).tolist(), rel=1e-5)
     assert w[:, 2].tolist() == pytest.approx((edge * (1 - p)).tolist(), rel=1e-5)
@@ -163,20 +173,24 @@ def _records(run):
     return [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "architectures" in r]
 
 
-@pytest.mark.parametrize("reset", [True, False])
-def test_dots_search_on_autodeeplab_runs_the_four_stages(tmp_path, reset):
+@pytest.mark.parametrize("reset, group", [(True, "v2"), (False, "v1")])
+def test_dots_search_on_autodeeplab_runs_the_four_stages(tmp_path, reset, group):
     from segnas.strategies.differentiable import run_differentiable
     from segnas.strategies.dots import DotsProblem as Wrap, StageHook
 
-    cfg = _cfg(reset_weights=reset)
+    cfg = _cfg(reset_weights=reset, topology_epochs=2, group=group)
     rec = _Recorder()
     result = run_differentiable(ADL, cfg, tmp_path, progress=False, phases=dots_phases, hooks=[StageHook(), rec],
                                 strategy="dots", wrap=Wrap)
     records = _records(tmp_path)
-    assert [r["phase"] for r in records] == ["op_pretrain", "op_search", "topology_pretrain", "topology_search"]
+    assert [r["phase"] for r in records] == ["op_pretrain", "op_search", "topology_pretrain", "topology_search",
+                                             "topology_search"]
     arch = [r["architectures"]["genotype"] for r in records]
-    assert [a["dots_stage"] for a in arch] == ["op", "op", "topology", "topology"]
-    assert [a["temperature"] for a in arch] == pytest.approx([10, 10, 10, 10])
+    assert [a["dots_stage"] for a in arch] == ["op", "op", "topology", "topology", "topology"]
+    assert [a["temperature"] for a in arch] == pytest.approx([10, 10, 10, 10, 7.2])
+    # the balance has one column per group: 2 (v2) or, with these operators, 3 (v1: skip, pooling, separable)
+    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["search"]["net"]
+    assert state["arch.alpha_balance"].shape[1] == (2 if group == "v2" else 3)
     assert all(len(a["pair_probs"]["alpha"]) == 2 for a in arch[2:])
     assert torch.equal(rec.weights["topology_pretrain"], rec.weights["end 1"]) is not reset
     g = load_genotype(tmp_path / "genotype.json")
@@ -229,24 +243,33 @@ def test_a_fixed_network_level_computes_only_its_path_and_gives_what_the_trellis
     cfg = ADL.config("tiny", overrides=[*SMALL, "autodeeplab.fixed_path=[1,2,1]"],
                      extra={"data": {"dataset": "synthetic"}}, strategy="dots")
     assert AutoDeepLabSearch(cfg, 3, 255).decode()[0] == [1, 2, 1]
+    import numpy as np  # the random baseline draws cells on the same fixed path
+    assert ADL.sample(np.random.default_rng(0), cfg).structure["path"] == [1, 2, 1]
     with pytest.raises(ConfigError, match=r"autodeeplab.fixed_path\[1\]"):
         ADL.config("tiny", overrides=[*SMALL, "autodeeplab.fixed_path=[1,3,2]"])
 
 
-def test_skipping_inactive_operators_changes_nothing():
-    from segnas.spaces.autodeeplab.search import AutoDeepLabSearch
+@pytest.mark.parametrize("space", ["autodeeplab", "dots"])
+def test_skipping_inactive_operators_changes_nothing(space):
+    if space == "autodeeplab":
+        from segnas.spaces.autodeeplab.search import AutoDeepLabSearch as Search
 
-    cfg = _cfg()
-    problem = DotsProblem(AutoDeepLabSearch(cfg, 3, 255), cfg)
+        cfg, alphas = _cfg(), ["alpha"]
+    else:
+        from segnas.spaces.dots.search import DotsSearch as Search
+
+        cfg = get_method("dots").config("tiny", extra={"data": {"dataset": "synthetic"}}, strategy="dots")
+        alphas = ["alpha_normal", "alpha_reduce"]
+    problem = DotsProblem(Search(cfg, 3, 255), cfg)
     problem.set_stage("topology_search", 3)
     net, arch = problem.inner.net, problem.arch
     net.eval()
     x = torch.randn(1, 3, 48, 48)
     with torch.no_grad():
         skipped = net(x)
-        kept = arch.active("alpha")
-        weights = arch.weights("alpha")
-        arch.relax("alpha", lambda: weights)  # the same weights, every operator computed
-        assert arch.active("alpha") is None
+        for name in alphas:
+            assert all(1 <= len(row) <= 2 for row in arch.active(name))  # the kept operators but `none`
+            weights = arch.weights(name)
+            arch.relax(name, lambda w=weights: w)  # the same weights, every operator computed
+            assert arch.active(name) is None
         assert torch.allclose(net(x), skipped, atol=1e-6)
-    assert all(len(row) == 2 for row in kept)

@@ -305,6 +305,16 @@ def test_torchvision_key_map_renames_to_the_encoder_layout(tmp_path):
     assert torch.equal(enc.blocks[5].body[3].weight, tv["features.6.conv.1.0.weight"])
 
 
+def test_the_space_loads_a_pretrained_encoder_into_a_built_network(tmp_path):
+    g = segnas.zoo.get("nekrasov-arch1")
+    torch.manual_seed(0)
+    state = MobileNetV2Encoder().state_dict()
+    torch.save(state, tmp_path / "enc.pth")
+    net = get_space("nekrasov").build(g, 21)
+    assert get_space("nekrasov").load_pretrained(net, str(tmp_path / "enc.pth")).startswith("MobileNet-v2 encoder")
+    assert all(torch.equal(v, net.encoder.state_dict()[k]) for k, v in state.items())
+
+
 def test_load_encoder_weights_round_trip_and_errors(tmp_path):
     src, dst = MobileNetV2Encoder(), MobileNetV2Encoder()
     state = src.state_dict()

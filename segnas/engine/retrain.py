@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from ..config import RunConfig, to_dict
 from ..errors import ConfigError, SegnasError
@@ -35,6 +36,8 @@ def retrain(genotype: Genotype, cfg: RunConfig, out: str | Path, resume: bool = 
     On resume the run's own config is used; ``resume_overrides`` may change only
     where it runs (``device``, ``threads``), never what it computes.
     """
+    if not resume:  # a space without a pretrained part refuses train.pretrained before a run folder is made
+        get_space(genotype.space).check_pretrained(cfg.train.pretrained)
     session = RunSession(out, cfg, resume, resume_overrides, what="run")
     run, ckpt, cfg = session.run, session.ckpt, session.cfg
     if ckpt is not None:
@@ -53,7 +56,16 @@ def retrain(genotype: Genotype, cfg: RunConfig, out: str | Path, resume: bool = 
         train_ds, val_ds = make_datasets(cfg.data, cfg.seed)
         num_classes = train_ds.num_classes
         torch.manual_seed(cfg.seed)
-        model = get_space(genotype.space).build(genotype, num_classes, aux=True)
+        space = get_space(genotype.space)
+        model = space.build(genotype, num_classes, aux=True)
+        if ckpt is not None:  # a resume loads every weight from its checkpoint
+            start = "resumed from checkpoints/last.pt"
+        elif tc.pretrained:
+            start = f"pretrained: {space.load_pretrained(model, tc.pretrained)}; the rest from scratch"
+        else:
+            start = "from scratch: no train.pretrained given, every weight starts random (seeded)"
+        if progress:
+            tqdm.write(start)
         teacher = None
         if tc.distill_teacher:
             teacher, _ = model_from_checkpoint(load_checkpoint(tc.distill_teacher), num_classes)
@@ -111,5 +123,5 @@ def retrain(genotype: Genotype, cfg: RunConfig, out: str | Path, resume: bool = 
             "best_miou": trainer.best_miou, "early_stopped": why == "early_stop",
             "final": {k: v for k, v in trainer.metrics.items() if k != "confusion"},
             "wall_s": wall, "images_per_s": trainer.images_seen / wall if wall > 0 else math.nan,
-            "num_classes": num_classes, "class_names": list(train_ds.class_names),
+            "num_classes": num_classes, "class_names": list(train_ds.class_names), "start": start,
         })

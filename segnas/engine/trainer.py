@@ -253,7 +253,10 @@ def train_network(genotype: Genotype, tc: TrainConfig, train_ds, val_ds, device:
     folder: (its metrics, the trainer holding the network). ``stopped`` is True where ``should_stop``
     cut it short."""
     torch.manual_seed(seed)
-    model = get_space(genotype.space).build(genotype, train_ds.num_classes, aux=True)
+    space = get_space(genotype.space)
+    model = space.build(genotype, train_ds.num_classes, aux=True)
+    if tc.pretrained:
+        space.load_pretrained(model, tc.pretrained)
     trainer = Trainer(model, tc, train_ds, val_ds, device, seed, num_workers, total_steps=steps)
     t0 = time.perf_counter()
     why = trainer.fit(should_stop=should_stop)

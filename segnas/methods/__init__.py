@@ -44,6 +44,9 @@ class Method:
     hooks: Callable[[RunConfig], list] = lambda cfg: []  # extras of the method's differentiable search
     check: Callable[[RunConfig], Any] = lambda cfg: None  # refuses a config before a run folder is made
     sample_args: Callable[[RunConfig], dict[str, Any]] = lambda cfg: dict(cfg.search.space_args)
+    # (genotype drawn by the space, cfg) -> the architecture the search would consider (e.g. a fixed part put
+    # back); None: the draw as it is
+    restrict: Callable[[Genotype, RunConfig], Genotype] | None = None
     draw: Callable[[Genotype, Path], Path] | None = None  # a genotype of this space as a PNG
     draw_results: bool = False  # draw each final genotype into the run folder
     report: Callable[[dict[str, Any], Path], list[str]] | None = None  # lines printed after a search
@@ -114,8 +117,10 @@ class Method:
         return get_space(self.space).decode(choices, self.sample_args(cfg), meta={"source": "controller"})
 
     def sample(self, rng: np.random.Generator, cfg: RunConfig) -> Genotype:
-        """A random architecture of this method's space, drawn as ``cfg``'s search would build it."""
-        return get_space(self.space).sample(rng, self.sample_args(cfg))
+        """A random architecture of this method's space, drawn as ``cfg``'s search would build it (and
+        restricted to what it searches)."""
+        g = get_space(self.space).sample(rng, self.sample_args(cfg))
+        return g if self.restrict is None else self.restrict(g, cfg)
 
 
 def genotype_report(key: str, describe: Callable[[dict[str, Any]], str]) -> Callable[[dict[str, Any], Path], list[str]]:

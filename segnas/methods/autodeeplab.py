@@ -23,6 +23,7 @@ import torch
 from ..config import RunConfig
 from ..genotype import Genotype
 from ..report.draw import draw_autodeeplab
+from ..spaces import get_space
 from ..spaces.autodeeplab.network import SCALES
 from ..spaces.autodeeplab.search import AutoDeepLabConfig, AutoDeepLabSearch
 from . import Method, genotype_report, supernet_epoch_line
@@ -65,6 +66,17 @@ def sample_args(cfg: RunConfig) -> dict[str, Any]:
     return AutoDeepLabSearch.check_config(cfg)[1]
 
 
+def on_fixed_path(genotype: Genotype, cfg: RunConfig) -> Genotype:
+    """A drawn architecture on ``autodeeplab.fixed_path`` where one is set: random search then compares
+    cells alone, as the search does."""
+    path = cfg.autodeeplab.fixed_path
+    if not path:
+        return genotype
+    space = get_space(genotype.space)
+    return space.make_genotype({"path": list(path), "cell": genotype.structure["cell"]}, genotype.space_args,
+                               name=genotype.name, meta=genotype.meta)
+
+
 def describe(record: dict[str, Any]) -> str:
     return f"path {' '.join(str(SCALES[j]) for j in record['path'])}"
 
@@ -78,7 +90,7 @@ METHOD = Method(
     name="autodeeplab", title="Auto-DeepLab (Liu et al., CVPR 2019)", space="autodeeplab",
     strategies=("differentiable", "dots", "random"), presets=PRESETS, section=AutoDeepLabConfig,
     outputs=("genotype",), primary="genotype", problem=make_problem, check=AutoDeepLabSearch.check_config,
-    sample_args=sample_args, draw=draw_autodeeplab, draw_results=True, epoch_line=supernet_epoch_line(describe),
+    sample_args=sample_args, restrict=on_fixed_path, draw=draw_autodeeplab, draw_results=True, epoch_line=supernet_epoch_line(describe),
     report=genotype_report("path", describe),
     planted={"planted-context": ("a path reaching 1/32", reaches_coarsest)},
 )

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ..errors import GenotypeError
+from ..errors import ConfigError, GenotypeError
 from ..genotype import Decision, Genotype
 
 
@@ -54,6 +54,7 @@ class SearchSpace(ABC):
 
     name: str = ""
     version: int = 1
+    pretrained_part: str | None = None  # what ``load_pretrained`` loads (an encoder, a backbone), if anything
 
     @abstractmethod
     def default_args(self) -> dict[str, Any]:
@@ -95,6 +96,19 @@ class SearchSpace(ABC):
     def describe(self, genotype: Genotype) -> str:
         """A short human-readable listing; spaces override with something better."""
         return str(genotype.structure)
+
+    def load_pretrained(self, net: nn.Module, path: str) -> str:
+        """Load the weights file ``path`` into the part of a built ``net`` that is pretrained elsewhere (an
+        ImageNet encoder or backbone, ``pretrained_part``), returning what it loaded; a space without such a
+        part refuses (``check_pretrained``)."""
+        self.check_pretrained(path)
+        raise NotImplementedError(f"space {self.name!r} names a pretrained part but does not load it")
+
+    def check_pretrained(self, path: str | None) -> None:
+        """A ConfigError when ``train.pretrained`` is given for a space whose networks have no pretrained part."""
+        if path and self.pretrained_part is None:
+            raise ConfigError(f"train.pretrained: networks of space {self.name!r} have no pretrained part; "
+                              "remove the option (they train from scratch)")
 
     # -- shared plumbing -------------------------------------------------
     def resolve_args(self, args: dict[str, Any] | None) -> dict[str, Any]:

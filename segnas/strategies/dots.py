@@ -19,8 +19,9 @@ epochs; the weights are reset before the topology stages unless
   every pair of its incoming edges; an edge's weight is the summed
   probability of the pairs holding it, softmax(beta / T), with T annealed
   from T0 = 10 by 0.72 per topology-search epoch (1 before it).
-- **Derivation.** In the operation stages the space's own decoding of the
-  grouped weights; in the topology stages, per node the most probable pair,
+- **Derivation.** In the operation stages (each epoch's interim genotype)
+  the space's own decoding of the grouped weights (which compares weights
+  across groups: a rough reading); in the topology stages, per node the most probable pair,
   then on each kept edge its kept operators by group balance, the first that
   is not ``none``.
 
@@ -39,6 +40,8 @@ stage ends with the genotype an unbroken one reaches.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -96,8 +99,10 @@ def check_config(cfg: RunConfig) -> None:
         value = getattr(dc, key)
         if type(value) is not int or value < 0:
             raise ConfigError(f"dots.{key} is {value!r}; give a whole number of epochs >= 0")
-    if dc.op_epochs + dc.topology_epochs == 0:
-        raise ConfigError("dots.op_epochs and dots.topology_epochs are both 0; nothing would be searched")
+    for key, what in (("op_epochs", "the kept operators would be untrained alpha's argmax"),
+                      ("topology_epochs", "each node's pair would be its initial logits' argmax")):
+        if getattr(dc, key) < 1:
+            raise ConfigError(f"dots.{key} is 0: {what}; give it at least 1 epoch")
     for key in ("t0", "decay", "balance_scale"):
         value = getattr(dc, key)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
@@ -136,7 +141,11 @@ def op_groups(ops: tuple[str, ...], kind: str) -> dict[str, tuple[int, ...]]:
         named = {family: [k for k, op in enumerate(ops) if OP_FAMILY.get(op) == family] for family in V1_FAMILIES}
     else:
         raise ConfigError(f"dots.group is {kind!r}; choose v2 or v1")
-    return {name: tuple(ix) for name, ix in named.items() if ix}
+    groups = {name: tuple(ix) for name, ix in named.items() if ix}
+    if all("none" in [ops[k] for k in ix] for ix in groups.values()):
+        raise ConfigError(f"dots.group {kind}: operators {', '.join(ops)} leave every group holding 'none', so an "
+                          "edge could keep nothing but 'none'; search at least one parametric operator")
+    return groups
 
 
 class DotsProblem:
@@ -160,15 +169,19 @@ class DotsProblem:
         device = self.arch[self.dags[0].alpha].device
         for dag in self.dags:
             spec = self.arch.specs[dag.alpha]
-            if spec.kind != "softmax" or self.arch[dag.alpha].dim() != 2 or self.arch[dag.alpha].shape[0] != dag.rows():
-                raise ConfigError(f"architecture parameter {dag.alpha!r} is not a softmax row per edge of its cell")
+            rows = sorted(row for node in dag.nodes for row, _ in node)
+            if (spec.kind != "softmax" or spec.mask is not None or self.arch[dag.alpha].dim() != 2
+                    or rows != list(range(self.arch[dag.alpha].shape[0])) or not all(dag.nodes)):
+                raise ConfigError(f"architecture parameter {dag.alpha!r} is not an unmasked softmax row per edge of "
+                                  "its cell, each edge into one node of at least one input")
             self.groups[dag.alpha] = op_groups(spec.options, cfg.dots.group)
             n_groups = len(self.groups[dag.alpha])
             self.arch.declare(f"{dag.alpha}_balance", torch.zeros(dag.rows(), n_groups, device=device), "softmax",
                               tuple(self.groups[dag.alpha]), where=f"group balance of each edge of {dag.alpha}'s cell")
             for k, node in enumerate(dag.nodes):
                 if len(node) >= 2:
-                    self.arch.declare(f"{dag.alpha}_pairs{k}", 1e-3 * torch.randn(len(pairs(len(node))), device=device),
+                    init = (1e-3 * torch.randn(len(pairs(len(node))))).to(device)  # drawn on the CPU: seeded alike
+                    self.arch.declare(f"{dag.alpha}_pairs{k}", init,
                                       "pairwise", tuple(f"in{i}" for _, i in node),
                                       where=f"pairs of node {k}'s incoming edges in {dag.alpha}'s cell")
             self.arch.relax(dag.alpha, self._op_weights(dag))
@@ -202,9 +215,16 @@ class DotsProblem:
     def supernet_miou(self, loader: DataLoader) -> float:
         return self.inner.supernet_miou(loader)
 
-    def fixed(self, genotype: Any):
-        """The space's own fixing of one architecture in the supernet (``segnas correlate``)."""
-        return self.inner.fixed(genotype)
+    @contextmanager
+    def fixed(self, genotype: Any) -> Iterator[list[str]]:
+        """The space's own fixing of one architecture in the supernet (``segnas correlate``), noting that
+        after the weight reset only the operators each edge kept trained again."""
+        with self.inner.fixed(genotype) as notes:
+            extra = []
+            if self.cfg.dots.reset_weights and self.cfg.dots.topology_pretrain_epochs + self.cfg.dots.topology_epochs:
+                extra = ["after DOTS' weight reset only each edge's kept operators (one per group) trained again: "
+                         "an architecture using others is scored with their reset weights"]
+            yield [*notes, *extra]
 
     # -- stages ------------------------------------------------------------------------------------
     def set_stage(self, phase: str, epoch: int) -> None:
@@ -221,7 +241,9 @@ class DotsProblem:
             groups = list(self.groups[dag.alpha].values())
             with torch.no_grad():
                 self.kept[dag.alpha] = best_in_groups(group_softmax(self.arch[dag.alpha], groups), groups)
-            self.arch.relax(dag.alpha, self._topology_weights(dag), active=self.kept[dag.alpha])
+            ops = self.arch.specs[dag.alpha].options  # `none` computes nothing: never an active operator
+            active = [[k for k in row if ops[k] != "none"] for row in self.kept[dag.alpha]]
+            self.arch.relax(dag.alpha, self._topology_weights(dag), active=active)
 
     def _op_weights(self, dag: CellDag):
         groups = list(self.groups[dag.alpha].values())

@@ -68,6 +68,7 @@ class DotsSpace(SearchSpace):
 
     name = "dots"
     version = 1
+    pretrained_part = "the backbone (stems and cells)"
 
     def default_args(self) -> dict[str, Any]:
         return {"channels": 48, "layers": 14, "nodes": 4, "ops": list(OPS), "spatial_channels": [64, 64, 128],
@@ -187,6 +188,11 @@ class DotsSpace(SearchSpace):
                     entries.append([str(rng.choice(ops)), int(i)])
             structure[cell] = entries
         return self.make_genotype(structure, args, meta={"source": "random sample"})
+
+    def load_pretrained(self, net: nn.Module, path: str) -> str:
+        """The context path's backbone from a state dict file (``load_backbone_weights``)."""
+        load_backbone_weights(net, path)
+        return f"backbone (stems and cells) from {path}"
 
     def describe(self, genotype: Genotype) -> str:
         s, a = genotype.structure, self.resolve_args(genotype.space_args)

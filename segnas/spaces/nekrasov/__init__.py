@@ -30,6 +30,7 @@ from torch import nn
 
 from ...errors import GenotypeError
 from ...genotype import Genotype
+from ...ops.mobilenetv2 import load_encoder_weights
 from ..base import Decision, SearchSpace, read_choices
 from . import encoding
 from .cell import Cell, cell_outputs
@@ -47,6 +48,7 @@ class NekrasovSpace(SearchSpace):
 
     name = "nekrasov"
     version = 1
+    pretrained_part = "the MobileNet-v2 encoder"
 
     def default_args(self) -> dict[str, Any]:
         return {"agg_size": 64, "sep_repeats": 2}
@@ -89,6 +91,11 @@ class NekrasovSpace(SearchSpace):
         args = self.resolve_args(args)
         spec = self.choice_spec(args)
         return self.decode([int(rng.integers(d.size)) for d in spec], args, meta={"source": "random sample"})
+
+    def load_pretrained(self, net: nn.Module, path: str) -> str:
+        """The MobileNet-v2 encoder from a state dict file (``segnas.ops.load_encoder_weights``)."""
+        load_encoder_weights(net.encoder, path)
+        return f"MobileNet-v2 encoder from {path}"
 
     def describe(self, genotype: Genotype) -> str:
         s, a = genotype.structure, self.resolve_args(genotype.space_args)
