@@ -17,16 +17,15 @@ user provides; without one the encoder trains from its random initialisation.
 from __future__ import annotations
 
 import os
-import pickle
 import re
 from collections.abc import Mapping
 
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
 from .conv import conv_layer
 from .mbconv import MBConv
+from .weights import load_weights
 
 SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
 OUTPUT_STAGES = (1, 2, 4, 6)
@@ -110,11 +109,6 @@ def torchvision_key_map(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Te
     return out
 
 
-def _listing(keys: list[str], n: int = 3) -> str:
-    more = f" (+{len(keys) - n} more)" if len(keys) > n else ""
-    return ", ".join(keys[:n]) + more
-
-
 def load_encoder_weights(encoder: MobileNetV2Encoder, path: str | os.PathLike) -> None:
     """Load a state dict file (``torch.save(state_dict, path)``) into ``encoder``, on the encoder's device.
 
@@ -126,30 +120,7 @@ def load_encoder_weights(encoder: MobileNetV2Encoder, path: str | os.PathLike) -
     renamed with ``torchvision_key_map``. A file that does not fit raises one CheckpointError naming the
     file and the first missing, unexpected or differently shaped keys.
     """
-    path = os.fspath(path)
-    device = next(encoder.parameters()).device
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such weights file") from None
-    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as e:
-        why = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise CheckpointError(f"{path}: not a weights file torch can load ({why}); "
-                              "save one with torch.save(model.state_dict(), path)") from None
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: not a state dict (a mapping of names to tensors); "
-                              "save one with torch.save(model.state_dict(), path)")
-    if any(k.startswith("features.") for k in state):
-        state = torchvision_key_map(state)
-    own = encoder.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shaped = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-              if k in state and state[k].shape != v.shape]
-    if missing or unexpected or shaped:
-        parts = ([f"missing {_listing(missing)}"] if missing else []) + \
-                ([f"unexpected {_listing(unexpected)}"] if unexpected else []) + \
-                ([f"other shapes {_listing(shaped)}"] if shaped else [])
-        raise CheckpointError(f"{path}: weights do not fit the MobileNet-v2 encoder: {'; '.join(parts)}; "
-                              "see segnas.ops.mobilenetv2.load_encoder_weights for the expected keys")
-    encoder.load_state_dict(state)
+    load_weights(encoder, path, "the MobileNet-v2 encoder",
+                 "see segnas.ops.mobilenetv2.load_encoder_weights for the expected keys",
+                 rename=lambda state: torchvision_key_map(state) if any(k.startswith("features.") for k in state)
+                 else state)

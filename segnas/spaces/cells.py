@@ -12,8 +12,61 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
+from torch import nn
 
 from ..choices import CellDag
+from ..errors import GenotypeError
+from ..genotype import Decision
+
+
+def check_ops(ops: object, allowed: Sequence[str], source: str) -> None:
+    """A GenotypeError naming ``space_args.ops`` unless it lists distinct names of ``allowed``, one not ``none``."""
+    if not isinstance(ops, list) or not ops or any(op not in allowed for op in ops) or len(set(ops)) != len(ops):
+        raise GenotypeError(f"{source}: field 'space_args.ops' must be a list of distinct names from {list(allowed)}")
+    if not [op for op in ops if op != "none"]:
+        raise GenotypeError(f"{source}: field 'space_args.ops' needs an operator besides 'none'")
+
+
+def block_decisions(at: str, k: int, ops: Sequence[str], states: str) -> list[Decision]:
+    """The four integers of block ``k`` (named ``at``): ``input0, op0, input1, op1`` over its k + 2 states."""
+    no_none = f"not {list(ops).index('none')} ('none')" if "none" in ops else ""
+    return [Decision(f"{at}.input0", k + 2, states), Decision(f"{at}.op0", len(ops), no_none, "op"),
+            Decision(f"{at}.input1", k + 2, f"distinct from {at}.input0; {states}"),
+            Decision(f"{at}.op1", len(ops), no_none, "op")]
+
+
+def read_block(vals: Sequence[int], pos: int, spec: Sequence[Decision], ops: Sequence[str],
+               k: int) -> tuple[int, str, int, str]:
+    """Block ``k``'s (input0, op0, input1, op1) from ``vals[pos:pos + 4]``; a GenotypeError names the position
+    of a repeated input or a ``none`` operator."""
+    i0, o0, i1, o1 = vals[pos:pos + 4]
+    if i0 == i1:
+        raise GenotypeError(f"choices[{pos + 2}] ({spec[pos + 2].name}) is {i1}, the same state as "
+                            f"{spec[pos].name}; choose a distinct one from 0..{k + 1}")
+    for at in (pos + 1, pos + 3):
+        if ops[vals[at]] == "none":
+            raise GenotypeError(f"choices[{at}] ({spec[at].name}) is {vals[at]} = 'none', which a genotype "
+                                f"never contains; choose one of {[j for j, op in enumerate(ops) if op != 'none']}")
+    return i0, ops[o0], i1, ops[o1]
+
+
+def sum_edges(edges: nn.ModuleList, states: list[torch.Tensor], blocks: int, weights: torch.Tensor,
+              active: Sequence[Sequence[int]] | None = None) -> list[torch.Tensor]:
+    """The blocks of a mixed cell: block k sums mixed edge e (``weights[e]``) of each state i < k + 2,
+    ``active[e]`` the operators that run (None: all; an edge with none adds nothing). Returns the blocks."""
+    states, e = list(states), 0
+    for k in range(blocks):
+        out = None
+        for i in range(k + 2):
+            if active is None or active[e]:
+                y = edges[e](states[i], weights[e], only=None if active is None else active[e])
+                out = y if out is None else out + y
+            e += 1
+        if out is None:
+            raise ValueError(f"block {k} of a mixed cell has no active edge")
+        states.append(out)
+    return states[2:]
 
 
 def cell_edges(blocks: int) -> list[tuple[int, int]]:

@@ -8,6 +8,8 @@ decoding to this base.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -15,6 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..choices import ChoiceSpec
+from ..genotype import Genotype
 from ..metrics import ConfusionMatrix
 from ..ops import reset_parameters
 
@@ -35,6 +38,7 @@ class SupernetProblem:
     (with ``num_classes``, ``ignore_index`` and ``device`` set by the subclass)."""
 
     net: nn.Module
+    criterion: nn.Module  # the loss of the default architecture step
     num_classes: int
     ignore_index: int
     device: torch.device
@@ -48,6 +52,29 @@ class SupernetProblem:
     def arch_specs(self) -> list[ChoiceSpec]:
         """What each of :meth:`arch_parameters` decides, in the same order."""
         return self.net.arch.spec_list()
+
+    def arch_backward(self, images: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Cross-entropy (``self.criterion``) of the supernet's output on a trainB batch; gradients for the
+        architecture parameters only (spaces with another architecture loss override it)."""
+        loss = self.criterion(self.net(images), masks)
+        loss.backward(inputs=self.arch_parameters())
+        return {"arch_loss": loss.detach()}
+
+    @contextmanager
+    def fixed(self, genotype: Genotype) -> Iterator[list[str]]:
+        """Inside, the supernet computes ``genotype`` as far as the space allows (``net.fixed`` holds the
+        space's ``fixed_weights``), so ``supernet_miou`` is that architecture's search-time score; the
+        architecture parameters are never changed. Yields the ways this still differs from the child network
+        (``fixed_notes``); a genotype the supernet cannot compute is a GenotypeError naming the mismatch."""
+        if self.net.fixed is not None:
+            raise RuntimeError("an architecture is already fixed in this supernet")
+        weights = self.fixed_weights(genotype)
+        notes = self.fixed_notes(genotype)
+        self.net.fixed = weights
+        try:
+            yield notes
+        finally:
+            self.net.fixed = None
 
     def reset_weights(self) -> None:
         """Fresh weights, the architecture kept (a search stage that retrains the supernet from scratch)."""

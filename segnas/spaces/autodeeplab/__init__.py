@@ -34,6 +34,7 @@ from torch import nn
 from ...errors import GenotypeError
 from ...genotype import Genotype
 from ...ops import CELL_OPS
+from ..cells import block_decisions, check_ops, read_block
 from ..base import Decision, SearchSpace, read_choices
 from .network import DOWN_TRANSITIONS, SCALES, AutoDeepLabNet
 
@@ -87,11 +88,7 @@ class AutoDeepLabSpace(SearchSpace):
                     "low_level_channels"):
             if not _positive_int(args[key]):
                 raise GenotypeError(f"{source}: field 'space_args.{key}' must be a positive integer")
-        ops = args["ops"]
-        if not isinstance(ops, list) or not ops or any(op not in OPS for op in ops) or len(set(ops)) != len(ops):
-            raise GenotypeError(f"{source}: field 'space_args.ops' must be a list of distinct names from {OPS}")
-        if not [op for op in ops if op != "none"]:
-            raise GenotypeError(f"{source}: field 'space_args.ops' needs an operator besides 'none'")
+        check_ops(args["ops"], OPS, source)
         stem = args["stem"]
         if not isinstance(stem, list) or len(stem) != 3 or not all(map(_positive_int, stem)):
             raise GenotypeError(f"{source}: field 'space_args.stem' must be three positive integers "
@@ -147,13 +144,8 @@ class AutoDeepLabSpace(SearchSpace):
         spec = [Decision("path.layer0", len(SCALES), "0 or 1: one step from the stem at 1/4")]
         spec += [Decision(f"path.layer{i}", len(SCALES), f"within one of path.layer{i - 1}")
                  for i in range(1, args["layers"])]
-        no_none = f"not {ops.index('none')} ('none')" if "none" in ops else ""
         for k in range(args["blocks"]):
-            states = "0 = h(l-1), 1 = h(l-2), i + 2 = block i"
-            spec += [Decision(f"cell.block{k}.input0", k + 2, states),
-                     Decision(f"cell.block{k}.op0", len(ops), no_none, "op"),
-                     Decision(f"cell.block{k}.input1", k + 2, f"distinct from cell.block{k}.input0; {states}"),
-                     Decision(f"cell.block{k}.op1", len(ops), no_none, "op")]
+            spec += block_decisions(f"cell.block{k}", k, ops, "0 = h(l-1), 1 = h(l-2), i + 2 = block i")
         return spec
 
     def decode(self, choices: Sequence[int], args: dict[str, Any] | None = None, name: str | None = None,
@@ -173,16 +165,8 @@ class AutoDeepLabSpace(SearchSpace):
         ops, cell = args["ops"], []
         for k in range(args["blocks"]):
             pos = args["layers"] + 4 * k
-            i0, o0, i1, o1 = vals[pos:pos + 4]
-            if i0 == i1:
-                raise GenotypeError(f"choices[{pos + 2}] (cell.block{k}.input1) is {i1}, the same state as "
-                                    f"cell.block{k}.input0; choose a distinct one from 0..{k + 1}")
-            for at in (pos + 1, pos + 3):
-                if ops[vals[at]] == "none":
-                    raise GenotypeError(f"choices[{at}] ({spec[at].name}) is {vals[at]} = 'none', which a genotype "
-                                        f"never contains; choose one of "
-                                        f"{[i for i, op in enumerate(ops) if op != 'none']}")
-            cell.append({"inputs": [i0, i1], "ops": [ops[o0], ops[o1]]})
+            i0, op0, i1, op1 = read_block(vals, pos, spec, ops, k)
+            cell.append({"inputs": [i0, i1], "ops": [op0, op1]})
         return self._decoded({"path": vals[:args["layers"]], "cell": cell}, vals, [d.name for d in spec],
                              args, name, meta)
 

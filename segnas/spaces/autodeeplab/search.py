@@ -16,8 +16,6 @@ to the derived networks only and is refused in ``search.space_args``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -97,12 +95,6 @@ class AutoDeepLabSearch(SupernetProblem):
         loss.backward(inputs=self.weight_parameters())
         return {"loss_weights": loss.detach()}
 
-    def arch_backward(self, images: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Cross-entropy on a trainB batch; gradients for alpha and beta only."""
-        loss = self.criterion(self.net(images), masks)
-        loss.backward(inputs=self.arch_parameters())
-        return {"arch_loss": loss.detach()}
-
     # -- decoding ---------------------------------------------------------------------------
     def decode(self) -> tuple[list[int], float, list[dict], list[list[int]]]:
         """(path, its log-probability, cell, strongest moves) from the current alpha and beta.
@@ -157,22 +149,6 @@ class AutoDeepLabSearch(SupernetProblem):
                          "same scale two layers back (Eq. 6), off the path there and so zero; the child reads "
                          "the path's own node")
         return notes
-
-    @contextmanager
-    def fixed(self, genotype: Genotype) -> Iterator[list[str]]:
-        """Inside, the supernet computes ``genotype``'s cell along its path (every other node and head
-        contributes nothing), so ``supernet_miou`` is that architecture's search-time score; alpha and beta
-        are never changed. Yields the ways this still differs from the child network (``fixed_notes``);
-        a genotype the supernet cannot compute is a GenotypeError naming the mismatch."""
-        if self.net.fixed is not None:
-            raise RuntimeError("an architecture is already fixed in this supernet")
-        weights = self.fixed_weights(genotype)
-        notes = self.fixed_notes(genotype)
-        self.net.fixed = weights
-        try:
-            yield notes
-        finally:
-            self.net.fixed = None
 
     # -- the cell as a DAG (DOTS' topology search) ---------------------------------------------------
     def cell_dags(self) -> list[CellDag]:

@@ -31,7 +31,7 @@ from torch import nn
 
 from ...choices import ArchParameters, InputChoice, MixedOp, choice_weights
 from ...ops import ASPP, PARAMETER_FREE, cell_op, upsample_to
-from ..cells import cell_edges
+from ..cells import cell_edges, sum_edges
 from ..problem import SupernetModule
 from .network import DIRECTIONS, SCALES, Resample1x1, block_channels, make_search_stem, scale_sizes, transition
 
@@ -86,15 +86,7 @@ class MixedCell(nn.Module):
     def forward(self, h1: torch.Tensor, h2: torch.Tensor, weights: torch.Tensor,
                 active: list[tuple[int, ...]] | None = None) -> torch.Tensor:
         """``active[e]``: the operators of edge e that can carry weight (None: all); only those run."""
-        states, e = [h1, h2], 0
-        for k in range(self.blocks):
-            out = None
-            for i in range(k + 2):
-                y = self.edges[e](states[i], weights[e], only=None if active is None else active[e])
-                out = y if out is None else out + y
-                e += 1
-            states.append(out)
-        return torch.cat(states[2:], 1)
+        return torch.cat(sum_edges(self.edges, [h1, h2], self.blocks, weights, active), 1)
 
 
 class Node(nn.Module):

@@ -42,6 +42,7 @@ from torch import nn
 from ...errors import GenotypeError
 from ...genotype import Decision, Genotype
 from ...ops import DARTS_OPS
+from ..cells import block_decisions, check_ops, read_block
 from ..base import SearchSpace, read_choices
 from .backbone import DartsBackbone, load_backbone_weights
 from .bisenet import BiSeNet
@@ -85,11 +86,7 @@ class DotsSpace(SearchSpace):
         if not _positive_int(args["layers"]) or args["layers"] < 3:
             raise GenotypeError(f"{source}: field 'space_args.layers' must be an integer >= 3 (a normal cell at "
                                 "1/8, then the reduction cells at layers // 3 and 2 * layers // 3)")
-        ops = args["ops"]
-        if not isinstance(ops, list) or not ops or any(op not in OPS for op in ops) or len(set(ops)) != len(ops):
-            raise GenotypeError(f"{source}: field 'space_args.ops' must be a list of distinct names from {OPS}")
-        if not [op for op in ops if op != "none"]:
-            raise GenotypeError(f"{source}: field 'space_args.ops' needs an operator besides 'none'")
+        check_ops(args["ops"], OPS, source)
         spatial = args["spatial_channels"]
         if not isinstance(spatial, list) or len(spatial) != 3 or not all(map(_positive_int, spatial)):
             raise GenotypeError(f"{source}: field 'space_args.spatial_channels' must be three positive integers "
@@ -132,15 +129,10 @@ class DotsSpace(SearchSpace):
         """Per cell (normal, reduce), per node: ``input0, op0, input1, op1``."""
         args = self.resolve_args(args)
         self.check_args(args, "space_args")
-        ops = args["ops"]
-        no_none = f"not {ops.index('none')} ('none')" if "none" in ops else ""
         spec = []
         for cell in CELLS:
             for k in range(args["nodes"]):
-                at = f"{cell}.node{k}"
-                spec += [Decision(f"{at}.input0", k + 2, STATES), Decision(f"{at}.op0", len(ops), no_none, "op"),
-                         Decision(f"{at}.input1", k + 2, f"distinct from {at}.input0; {STATES}"),
-                         Decision(f"{at}.op1", len(ops), no_none, "op")]
+                spec += block_decisions(f"{cell}.node{k}", k, args["ops"], STATES)
         return spec
 
     def decode(self, choices: Sequence[int], args: dict[str, Any] | None = None, name: str | None = None,
@@ -153,16 +145,8 @@ class DotsSpace(SearchSpace):
         for cell in CELLS:
             entries = []
             for k in range(args["nodes"]):
-                i0, o0, i1, o1 = vals[pos:pos + 4]
-                if i0 == i1:
-                    raise GenotypeError(f"choices[{pos + 2}] ({spec[pos + 2].name}) is {i1}, the same state as "
-                                        f"{spec[pos].name}; choose a distinct one from 0..{k + 1}")
-                for at in (pos + 1, pos + 3):
-                    if ops[vals[at]] == "none":
-                        raise GenotypeError(f"choices[{at}] ({spec[at].name}) is {vals[at]} = 'none', which a "
-                                            "genotype never contains; choose one of "
-                                            f"{[j for j, op in enumerate(ops) if op != 'none']}")
-                entries += [[ops[o0], i0], [ops[o1], i1]]
+                i0, op0, i1, op1 = read_block(vals, pos, spec, ops, k)
+                entries += [[op0, i0], [op1, i1]]
                 pos += 4
             structure[cell] = entries
         return self._decoded(structure, vals, [d.name for d in spec], args, name, meta)

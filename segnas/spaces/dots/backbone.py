@@ -24,15 +24,14 @@ both. Sizes halve with ceil on odd inputs, as every stride-2 3x3 conv does.
 from __future__ import annotations
 
 import os
-import pickle
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ...errors import CheckpointError
 from ...ops import DropPath, ReLUConvBN, cell_op, conv_layer
+from ...ops.weights import load_weights
 
 
 @dataclass(frozen=True)
@@ -139,11 +138,6 @@ class DartsBackbone(nn.Module):
         return f16, s1
 
 
-def _listing(keys: list[str], n: int = 3) -> str:
-    more = f" (+{len(keys) - n} more)" if len(keys) > n else ""
-    return ", ".join(keys[:n]) + more
-
-
 def load_backbone_weights(net: nn.Module, path: str | os.PathLike) -> None:
     """Load a state dict file into ``net.backbone`` (a built DOTS network's context path), on its device.
 
@@ -156,28 +150,5 @@ def load_backbone_weights(net: nn.Module, path: str | os.PathLike) -> None:
     backbone = getattr(net, "backbone", None)
     if not isinstance(backbone, nn.Module):
         raise TypeError(f"{type(net).__name__} has no backbone module; pass a network built by the dots space")
-    path = os.fspath(path)
-    device = next(backbone.parameters()).device
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such weights file") from None
-    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as e:
-        why = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise CheckpointError(f"{path}: not a weights file torch can load ({why}); "
-                              "save one with torch.save(net.backbone.state_dict(), path)") from None
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: not a state dict (a mapping of names to tensors); "
-                              "save one with torch.save(net.backbone.state_dict(), path)")
-    own = backbone.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shaped = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-              if k in state and state[k].shape != v.shape]
-    if missing or unexpected or shaped:
-        parts = ([f"missing {_listing(missing)}"] if missing else []) + \
-                ([f"unexpected {_listing(unexpected)}"] if unexpected else []) + \
-                ([f"other shapes {_listing(shaped)}"] if shaped else [])
-        raise CheckpointError(f"{path}: weights do not fit the DOTS backbone: {'; '.join(parts)}; it takes "
-                              "net.backbone.state_dict() of a network with the same genotype, channels and layers")
-    backbone.load_state_dict(state)
+    load_weights(backbone, path, "the DOTS backbone", "it takes net.backbone.state_dict() of a network with "
+                 "the same genotype, channels and layers")

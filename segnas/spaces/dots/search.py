@@ -21,8 +21,6 @@ builds the genotype of DOTS' own decoding (``derive_cells``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -77,12 +75,6 @@ class DotsSearch(SupernetProblem):
         loss.backward(inputs=self.weight_parameters())
         return {"loss_weights": loss.detach()}
 
-    def arch_backward(self, images: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Cross-entropy of the main output on a trainB batch; gradients for the architecture only."""
-        loss = self.criterion(self.net(images), masks)
-        loss.backward(inputs=self.arch_parameters())
-        return {"arch_loss": loss.detach()}
-
     # -- decoding ------------------------------------------------------------------------------
     def decode(self) -> dict[str, list[list]]:
         """Both cells by DARTS' rule from the current edge weights (a strategy's relaxation, or the softmax)."""
@@ -120,22 +112,6 @@ class DotsSearch(SupernetProblem):
         return notes + other_args_note(self.space.resolve_args(genotype.space_args), self.args,
                                        ("channels", "spatial_channels", "context_channels", "fusion_channels",
                                         "head_channels"))
-
-    @contextmanager
-    def fixed(self, genotype: Genotype) -> Iterator[list[str]]:
-        """Inside, the supernet computes ``genotype``'s cells (only their operators run), so
-        ``supernet_miou`` is that architecture's search-time score; alpha is never changed. Yields the ways
-        this still differs from the child network; a genotype the supernet cannot compute is a
-        GenotypeError naming the mismatch."""
-        if self.net.fixed is not None:
-            raise RuntimeError("an architecture is already fixed in this supernet")
-        weights = self.fixed_weights(genotype)
-        notes = self.fixed_notes(genotype)
-        self.net.fixed = weights
-        try:
-            yield notes
-        finally:
-            self.net.fixed = None
 
     # -- the cells as DAGs (DOTS' topology search) --------------------------------------------------
     def cell_dags(self) -> list[CellDag]:

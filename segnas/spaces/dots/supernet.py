@@ -24,7 +24,7 @@ from torch import nn
 
 from ...choices import ArchParameters, MixedOp
 from ...ops import OP_FAMILY, PARAMETER_FREE, cell_op
-from ..cells import cell_edges
+from ..cells import cell_edges, sum_edges
 from ..problem import SupernetModule
 from .backbone import CellPlan, cell_plans, feature16_index, make_stems, op_stride, output_channels, preprocess
 from .bisenet import BiSeNet
@@ -52,16 +52,7 @@ class MixedCell(nn.Module):
                 active: list[tuple[int, ...]] | None = None) -> torch.Tensor:
         """``active[e]``: the operators of edge e that can carry weight (None: all); only those run, and an
         edge with none is skipped (every node keeps at least one edge)."""
-        states, e = [self.pre0(s0), self.pre1(s1)], 0
-        for k in range(self.nodes):
-            out = None
-            for i in range(k + 2):
-                if active is None or active[e]:  # an edge with no active operator (a fixed cell's) adds nothing
-                    y = self.edges[e](states[i], weights[e], only=None if active is None else active[e])
-                    out = y if out is None else out + y
-                e += 1
-            states.append(out)
-        return torch.cat(states[2:], 1)
+        return torch.cat(sum_edges(self.edges, [self.pre0(s0), self.pre1(s1)], self.nodes, weights, active), 1)
 
 
 class MixedBackbone(nn.Module):
