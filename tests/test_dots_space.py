@@ -300,6 +300,11 @@ def test_retrain_starts_from_a_pretrained_backbone_file_and_says_so(tmp_path):
     assert plain["start"].startswith("from scratch")
     with pytest.raises(ConfigError, match="train.pretrained: networks of space 'fasterseg' have no pretrained part"):
         retrain(zoo_get("fasterseg"), cfg, tmp_path / "fs", progress=False)
+    assert not (tmp_path / "fs").exists()
+    from segnas.methods import get_method  # a search's trials would load it too: refused with the config
+    with pytest.raises(ConfigError, match="train.pretrained: networks of space 'fasterseg'"):
+        get_method("fasterseg").config("tiny", overrides=[f"train.pretrained={tmp_path / 'backbone.pt'}"],
+                                       strategy="random")
 
 
 def test_context_receptive_field_of_a_hand_made_network():

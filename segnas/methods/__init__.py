@@ -97,6 +97,7 @@ class Method:
                              if k in sections or (k != self.name and k not in SECTION_NAMES)}
         cfg = make_config(preset, file, overrides, {**(extra or {}), "method": self.name, "strategy": strategy},
                           method_presets=presets, sections=sections)
+        get_space(self.space).check_pretrained(cfg.train.pretrained)  # trials load it: refused before any run
         self.check(cfg)
         return cfg
 
