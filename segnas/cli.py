@@ -12,9 +12,11 @@ import sys
 from pathlib import Path
 
 from . import zoo
+from .bounds import MAX_SIDE, gib, machine_memory
 from .errors import GenotypeError, SegnasError
 from .genotype import Genotype
 from .genotype import load as load_genotype
+from .outputs import claim_file, claim_folder, marked
 
 
 def resolve_genotype(arg: str) -> Genotype:
@@ -34,6 +36,8 @@ def parse_hw(text: str) -> tuple[int, int]:
             raise ValueError
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: give the size as HxW, e.g. 360x480") from None
+    if max(h, w) > MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"{text!r}: at most {MAX_SIDE} pixels per side") from None
     return h, w
 
 
@@ -48,12 +52,16 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu (default), cuda, cuda:1, ...")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-data-check", action="store_true",
+                   help="skip the scan of every image/mask pair before training (data.check=false)")
 
 
 def _cli_extra(args: argparse.Namespace) -> dict:
     extra: dict = {}
     data = {k: v for k, v in (("dataset", args.data), ("root", args.root),
                                ("num_classes", args.num_classes)) if v is not None}
+    if getattr(args, "no_data_check", False):
+        data["check"] = False
     if data:
         extra["data"] = data
     for key in ("device", "seed", "threads"):
@@ -74,7 +82,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         changed = [flag for flag, value in (("--set", args.overrides), ("--config", args.config),
                                             ("--data", args.data), ("--root", args.root),
                                             ("--num-classes", args.num_classes), ("--seed", args.seed),
-                                            ("--teacher", args.teacher)) if value]
+                                            ("--teacher", args.teacher),
+                                            ("--no-data-check", args.no_data_check)) if value]
         if changed:
             raise SegnasError(f"--resume continues {out} with its own config; drop {', '.join(changed)} "
                               "(only --device and --threads may change)")
@@ -98,7 +107,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 def _resume_flags(args: argparse.Namespace, extra: tuple[tuple[str, object], ...] = ()) -> None:
     changed = [flag for flag, value in (("--set", args.overrides), ("--config", args.config), ("--data", args.data),
                                         ("--root", args.root), ("--num-classes", args.num_classes),
-                                        ("--seed", args.seed)) + extra if value]
+                                        ("--seed", args.seed), ("--no-data-check", args.no_data_check))
+               + extra if value]
     if changed:
         raise SegnasError(f"--resume continues {args.out} with its own config; drop {', '.join(changed)} "
                           "(only --device and --threads may change)")
@@ -166,15 +176,20 @@ def cmd_latency(args: argparse.Namespace) -> int:
         raise SegnasError(f"--space {args.space!r}: no latency table for it; choose "
                           f"{', '.join(m.space for m in METHODS.values() if m.latency_table)}")
     out = Path(args.out)
-    if out.exists() and not args.extend:
-        raise SegnasError(f"{out}: exists; pass --extend to add missing entries to it, or choose another --out")
+    if out.is_dir():
+        raise SegnasError(f"{out}: is a folder; give --out a file path such as latency_table.json")
+    if out.exists() and not (args.extend or args.force):
+        raise SegnasError(f"{out}: exists; pass --extend to add missing entries to it, --force to replace it, "
+                          "or choose another --out")
+    if args.extend and args.force:
+        raise SegnasError("--extend keeps the table's entries and --force replaces it; pass one of them")
     cfg = method.config(args.preset, args.config, args.overrides, _cli_extra(args))
     num_classes = cfg.data.num_classes or make_datasets(cfg.data, cfg.seed)[0].num_classes
     device = resolve_device(cfg.device)
     if cfg.threads:
         import torch
         torch.set_num_threads(cfg.threads)
-    table, measured, cal, lines = method.latency_table(cfg, num_classes, args.input, out, args.extend,
+    table, measured, cal, lines = method.latency_table(cfg, num_classes, args.input, out, args.extend and not args.force,
                                                        args.repeats, device, not args.quiet)
     table.save(out)
     env = table.environment
@@ -205,14 +220,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ds = build_dataset(cfg.data.dataset, data_root(cfg.data), args.split, transform=EvalTransform(),
                        seed=ckpt["config"]["seed"], **dataset_kwargs(cfg.data, args.split))
     model, genotype = model_from_checkpoint(ckpt, ds.num_classes)
-    out = Path(args.out) if args.out else Path(ckpt["path"]).parent.parent / f"eval_{args.split}"
+    out = claim_folder(Path(args.out) if args.out else Path(ckpt["path"]).parent.parent / f"eval_{args.split}",
+                       "evaluate", args.force)
     metrics = evaluate(model.to(cfg.device), eval_loader(ds), ds.num_classes, cfg.device, ds.ignore_index,
                        save_dir=out / "predictions", palette=ds.palette, max_images=args.save_predictions)
     print(f"{genotype.name or genotype.archid} on {cfg.data.dataset}/{args.split} ({len(ds)} images)")
     print(per_class_table(metrics, list(ds.class_names)))
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "metrics.json", {**metrics, "class_names": list(ds.class_names),
-                                      "checkpoint": ckpt["path"], "split": args.split})
+    write_json(out / "metrics.json", marked({**metrics, "class_names": list(ds.class_names),
+                                             "checkpoint": ckpt["path"], "split": args.split}, "evaluate"))
     print(f"metrics -> {out / 'metrics.json'}; {min(args.save_predictions, len(ds))} prediction images -> "
           f"{out / 'predictions'}")
     return 0
@@ -230,8 +245,13 @@ def cmd_profile(args: argparse.Namespace) -> int:
         if value < 1:
             raise SegnasError(f"{flag} must be at least 1, got {value}")
     resolve_device(args.device)
-    net = get_space(genotype.space).build(genotype, args.num_classes, aux=True)
     h, w = args.input
+    memory = machine_memory()
+    if memory is not None and args.batch * 3 * h * w * 4 > memory // 2:
+        raise SegnasError(f"--batch {args.batch} at --input {h}x{w}: the input alone needs "
+                          f"{gib(args.batch * 3 * h * w * 4)}, more than half of this machine's {gib(memory)}; "
+                          "give a smaller size or batch")
+    net = get_space(genotype.space).build(genotype, args.num_classes, aux=True)
     result = profile(net, (args.batch, 3, h, w), latency=not args.no_latency, device=args.device,
                      repeats=args.repeats, warmup=args.warmup, threads=args.threads)
     result["genotype"] = genotype.name or genotype.archid
@@ -291,9 +311,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     if not any(m.space == g.space and m.draw is not None for m in METHODS.values()):
         print(f"no drawing for space {g.space} yet")
         return 0
-    png = Path(args.png) if args.png else Path(f"{g.name or g.archid}.png")
-    if not args.png and png.exists():
-        raise SegnasError(f"{png}: exists; pass --png PATH to choose where the drawing goes")
+    # the default name is the archid (a hash): text inside a genotype never chooses where a file lands
+    png = claim_file(Path(args.png) if args.png else Path(f"{g.archid}.png"), "show", args.force)
     draw_genotype(g, png)
     print(f"drawing -> {png}")
     return 0
@@ -333,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", type=parse_hw, required=True, metavar="HxW", help="deployment input size")
     p.add_argument("--out", default="latency_table.json", help="table file (default: latency_table.json)")
     p.add_argument("--extend", action="store_true", help="add missing entries to an existing table")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
     p.add_argument("--repeats", type=int, default=5, help="timing rounds; each entry keeps its fastest")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _config_args(p)
@@ -352,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="val")
     p.add_argument("--out", default=None, help="output folder (default: RUN/eval_SPLIT)")
     p.add_argument("--save-predictions", type=int, default=8, metavar="N", help="colourised PNGs to write")
+    p.add_argument("--force", action="store_true", help="write into an --out folder segnas did not write")
     _config_args(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -397,7 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="print a genotype and draw it to a PNG")
     p.add_argument("genotype", help="genotype .json, zoo name, or Nekrasov et al.'s encoding "
                                     "'[[[c1, c2], ...], [o1, [i2, i3, o2, o3], ...]]'")
-    p.add_argument("--png", default=None, help="drawing path (default: NAME.png)")
+    p.add_argument("--png", default=None, help="drawing path (default: ARCHID.png)")
+    p.add_argument("--force", action="store_true", help="replace a file segnas did not write")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("demo", help="the end-to-end demo on the built-in dataset")
@@ -409,6 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if int(os.environ.get("RANK", "0")) > 0:  # under torchrun the first process alone reports
+        sys.stdout = open(os.devnull, "w")
     try:
         return args.func(args)
     except SegnasError as e:

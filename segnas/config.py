@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from .config_io import MOVED_SEARCH_KEYS, check_type, parse_overrides
+from .bounds import MAX_SIDE, check_space_args, gib, machine_memory
+from .config_io import MOVED_SEARCH_KEYS, check_type, parse_overrides, read_yaml
 from .errors import ConfigError
 
 
@@ -42,6 +41,7 @@ class DataConfig:
     synthetic_size: list[int] = field(default_factory=lambda: [96, 128])
     synthetic_seed: int = 0  # which scenes; the run seed only drives augmentation
     max_val_images: int | None = None
+    check: bool = True  # scan every image/mask pair before training (sizes, label range); false skips the scan
 
 
 @dataclass
@@ -73,6 +73,7 @@ class TrainConfig:
     channels_last: bool = False
     patience: int | None = None  # evaluations in a row without a higher val mIoU before training stops early
     drop_path: float = 0.0  # ScheduledDropPath: final probability, linear from 0 over the steps; 0 = off
+    sync_bn: bool = False  # under torchrun: batch-norm statistics over the global batch, not each process's share
 
 
 @dataclass
@@ -104,6 +105,7 @@ class SearchConfig:
     arch_batches: int = 1  # trainB batches averaged into one architecture step (less noise per step)
     space_args: dict = field(default_factory=dict)
     select_images: int = 16  # trainB images scoring the decoded architectures each epoch (0: none)
+    sync_bn: bool = False  # under torchrun: batch-norm statistics over the global batch, not each process's share
 
 
 @dataclass
@@ -167,7 +169,7 @@ def _merge(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
             _merge(sections[key], value, name + ".")
             continue
         if key not in fields or key == "sections":
-            raise ConfigError(f"config key '{_leaf(name, value)}' is unknown{_moved(obj, key)}; "
+            raise ConfigError(f"config key '{_printable(_leaf(name, value))}' is unknown{_moved(obj, key)}; "
                               f"known keys here: {_known(obj)}")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
@@ -178,6 +180,12 @@ def _merge(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
             setattr(obj, key, {**current, **value})  # mappings (space_args) merge key by key
         else:
             setattr(obj, key, check_type(value, hints[key], name))
+
+
+def _printable(name: str) -> str:
+    """A key as one short line: control characters (a newline in a YAML key) escaped, long keys cut."""
+    text = name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _leaf(name: str, value: Any) -> str:
@@ -213,7 +221,11 @@ _RANGES = {  # key: (lowest, highest, lowest allowed itself)
     "search.select_images": (0, None, True), "search.lr_min": (0, None, True), "search.arch_batches": (1, None, True),
     "data.num_workers": (0, None, True), "data.synthetic_train": (1, None, True),
     "data.synthetic_val": (1, None, True), "data.num_classes": (1, 254, True), "threads": (1, None, True),
+    "data.max_val_images": (1, None, True), "data.synthetic_seed": (0, 2**32 - 1, True), "seed": (0, 2**32 - 1, True),
 }
+
+
+MAX_SCALE = 8.0  # training images scaled up further would be mostly interpolation, and huge
 
 
 def check_range(key: str, value: Any, low: float, high: float | None, inclusive: bool) -> None:
@@ -235,6 +247,32 @@ def check_choice(key: str, value: Any, options: tuple) -> None:
 def check_size(key: str, value: list[int] | None) -> None:
     if value is not None and (len(value) != 2 or min(value) < 1):
         raise ConfigError(f"config key '{key}' is {value}; give [height, width] of positive integers")
+    if value is not None and max(value) > MAX_SIDE:
+        raise ConfigError(f"config key '{key}' is {value}; at most {MAX_SIDE} pixels per side are supported, "
+                          "give a smaller size")
+
+
+def check_memory(cfg: RunConfig, memory: int | None = None) -> None:
+    """Refuse crops and generated images whose batch or dataset alone could never fit in this machine's memory
+    (``memory``: bytes, default the physical memory), naming the key, before any run folder exists."""
+    memory = machine_memory() if memory is None else memory
+    if not memory:
+        return
+    batch = cfg.search.batch_size if cfg.method else cfg.train.batch_size
+    if cfg.data.crop is not None:
+        need = batch * 3 * 4 * cfg.data.crop[0] * cfg.data.crop[1]  # float32 RGB inputs, before any activation
+        if need > memory:
+            raise ConfigError(f"config key 'data.crop' is {cfg.data.crop}: a batch of {batch} such inputs alone "
+                              f"needs {gib(need)} but this machine has {gib(memory)}; give a smaller crop")
+    from .data import is_procedural  # at call time: the data package is heavier than a config
+
+    if is_procedural(cfg.data.dataset):
+        h, w = cfg.data.synthetic_size
+        need = (cfg.data.synthetic_train + cfg.data.synthetic_val) * 4 * h * w  # RGB image + mask, uint8
+        if need > memory:
+            raise ConfigError(f"config key 'data.synthetic_size' is {cfg.data.synthetic_size}: "
+                              f"{cfg.data.synthetic_train + cfg.data.synthetic_val} such images need {gib(need)} "
+                              f"but this machine has {gib(memory)}; give a smaller size or fewer images")
 
 
 def validate(cfg: RunConfig) -> RunConfig:
@@ -263,10 +301,12 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"config key 'search.arch_betas' is {cfg.search.arch_betas}; give [beta1, beta2] in [0, 1)")
     for key in ("data.crop", "data.synthetic_size"):
         check_size(key, _get(cfg, key))
+    check_memory(cfg)
+    check_space_args(cfg.search.space_args, "search.space_args", ConfigError)
     scale = cfg.data.scale_range
-    if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
+    if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= MAX_SCALE:
         raise ConfigError(f"config key 'data.scale_range' is {cfg.data.scale_range}; give [low, high] "
-                          "with 0 < low <= high")
+                          f"with 0 < low <= high <= {MAX_SCALE}")
     return cfg
 
 
@@ -296,10 +336,8 @@ def make_config(preset: str = "cpu", file: str | Path | None = None,
         path = Path(file)
         if not path.is_file():
             raise ConfigError(f"{path}: no such config file")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        data = read_yaml(path)
+        data = {} if data is None else data
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a config file must be a mapping of keys to values")
         _refuse_command_keys(data, str(path), preset, extra)

@@ -34,6 +34,7 @@ from .engine.loaders import dataset_kwargs, eval_loader
 from .genotype import Genotype
 from .genotype import load as load_genotype
 from .objectives.latency import LatencyTable, interleaved_fastest
+from .outputs import claim_folder
 from .profile import profile
 from .spaces import get_space
 from .spaces.fasterseg.lut import estimate_latency
@@ -71,7 +72,7 @@ def hand_designed(space_args: dict[str, Any], table: LatencyTable, num_classes: 
 
 
 def run_demo(out: Path | None = None, quick: bool = False) -> int:
-    out = out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
+    out = claim_folder(out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S"), "demo")
     t0 = time.perf_counter()
     preset = "tiny" if quick else "cpu"
     method = get_method("fasterseg")

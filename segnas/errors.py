@@ -23,3 +23,7 @@ class ConfigError(SegnasError):
 
 class CheckpointError(SegnasError):
     """A checkpoint is missing, corrupt or does not match the network."""
+
+
+class OutputError(SegnasError):
+    """A file could not be written (disk full, read-only, quota); what was there before is intact."""

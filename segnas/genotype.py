@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import jsonio
 from .errors import GenotypeError
 from .fileio import atomic_write_text
 
 FORMAT_VERSION = 1
+MAX_GENOTYPE_BYTES = 4 * 2**20  # the zoo's largest is about 10 kB
 _REQUIRED = ("format_version", "space", "space_version", "space_args", "choices", "structure")
 
 
@@ -88,7 +90,8 @@ class Genotype:
         if missing:
             raise GenotypeError(f"{source}: missing field(s) {', '.join(missing)}; "
                                 f"a genotype needs {', '.join(_REQUIRED)}")
-        if data["format_version"] != FORMAT_VERSION:
+        jsonio.check_value(data, source, "a genotype", GenotypeError)
+        if type(data["format_version"]) is not int or data["format_version"] != FORMAT_VERSION:
             raise GenotypeError(f"{source}: field 'format_version' is {data['format_version']!r}; "
                                 f"this segnas reads format {FORMAT_VERSION}")
         checks = {"space": str, "space_version": int, "space_args": dict, "choices": list, "structure": dict}
@@ -98,6 +101,10 @@ class Genotype:
                                     f"got {type(data[key]).__name__}")
         if not all(isinstance(c, int) and not isinstance(c, bool) for c in data["choices"]):
             raise GenotypeError(f"{source}: field 'choices' must be a list of integers")
+        for key, typ in (("name", str), ("meta", dict), ("archid", str)):
+            if data.get(key) is not None and not isinstance(data[key], typ):
+                raise GenotypeError(f"{source}: field '{key}' must be a {typ.__name__} or null, "
+                                    f"got {type(data[key]).__name__}")
         g = cls(space=data["space"], space_version=data["space_version"],
                 space_args=data["space_args"], choices=list(data["choices"]),
                 structure=data["structure"], name=data.get("name"), meta=data.get("meta") or {})
@@ -122,11 +129,8 @@ def load(path: str | os.PathLike, validate: bool = True) -> Genotype:
     path = Path(path)
     if not path.is_file():
         raise GenotypeError(f"{path}: no such genotype file")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise GenotypeError(f"{path}: not valid JSON ({e}); a genotype is a JSON file "
-                            "written by 'segnas search' or taken from the zoo") from None
+    data = jsonio.read(path, "a genotype (written by 'segnas search' or taken from the zoo)", GenotypeError,
+                       MAX_GENOTYPE_BYTES)
     g = Genotype.from_dict(data, source=str(path))
     if validate:
         from .spaces import get_space

@@ -54,6 +54,14 @@ def test_retrain_evaluate_on_folder_data(capsys, tmp_path, folder_dataset):
                              "--num-classes", "3", "--save-predictions", "2")
     assert code == 0, err
     assert "mIoU" in out and len(list((run / "eval_val" / "predictions").glob("*.png"))) == 2
+    code, _, err = run_cli(capsys, "evaluate", str(run), "--save-predictions", "1")  # its own folder: replaced
+    assert code == 0, err
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "metrics.json").write_text("{}")
+    code, _, err = run_cli(capsys, "evaluate", str(run), "--out", str(mine))
+    assert_one_line_error(code, err, mine, "--force")
+    assert [p.name for p in mine.iterdir()] == ["metrics.json"] and (mine / "metrics.json").read_text() == "{}"
     # the same checkpoint on data with another class count
     code, _, err = run_cli(capsys, "evaluate", str(run), "--data", "synthetic")
     assert_one_line_error(code, err, "classes")
@@ -168,10 +176,11 @@ def test_resume_refuses_config_changes_but_allows_threads(capsys, tmp_path, fold
 
 def test_show_does_not_overwrite_an_existing_default_png(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "fasterseg.png").write_bytes(b"mine")
+    png = tmp_path / "f0dae1394a391a1c.png"  # the default name is the genotype's archid
+    png.write_bytes(b"mine")
     code, _, err = run_cli(capsys, "show", "fasterseg")
-    assert_one_line_error(code, err, "fasterseg.png")
-    assert (tmp_path / "fasterseg.png").read_bytes() == b"mine"
+    assert_one_line_error(code, err, png.name, "--force")
+    assert png.read_bytes() == b"mine"
 
 
 def test_latency_build_search_and_stale_table(capsys, tmp_path):

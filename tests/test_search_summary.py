@@ -1,9 +1,13 @@
 """The CamVid summary pools searches correctly and refuses what must not be pooled."""
 
+import contextlib
+import importlib.util
+import io
 import json
-import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from unittest import mock
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "camvid_search_summary.py"
 
@@ -25,8 +29,28 @@ def settings(**kw):
     return {"search_config": config(**kw), "train_config": config()}
 
 
+def _script():
+    spec = importlib.util.spec_from_file_location("camvid_search_summary", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+SUMMARY = _script()
+
+
 def run(*args):
-    return subprocess.run([sys.executable, str(SCRIPT), *args, "--rounds", "400"], capture_output=True, text=True)
+    """The script's ``main`` in this process (as its command line would run it: exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    argv = [str(SCRIPT), *args, "--rounds", "400"]
+    with mock.patch.object(sys, "argv", argv), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = SUMMARY.main()
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) or e.code is None else 1
+            if isinstance(e.code, str):
+                print(e.code, file=err)
+    return SimpleNamespace(returncode=code or 0, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def test_summary_averages_searches_and_brackets_them(tmp_path):

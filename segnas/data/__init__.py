@@ -18,6 +18,7 @@ from segnas.data.cityscapes import Cityscapes
 from segnas.data.folder import ImageMaskFolder
 from segnas.data.labels import IGNORE_INDEX
 from segnas.data.planted import PlantedContext
+from segnas.data.checks import ScanResult, scan
 from segnas.data.splits import load_splits, make_splits, save_splits
 from segnas.data.synthetic import SyntheticScenes
 from segnas.data.transforms import (
@@ -67,7 +68,20 @@ def build_dataset(
     seed: int = 0,
     **kwargs: Any,
 ) -> SegmentationDataset:
-    """Construct a registered dataset by name; ``root`` may be None for camvid and the generated ones."""
+    """Construct a registered dataset by name; ``root`` may be None for camvid and the generated ones.
+
+    ``check=True`` scans every image/mask pair of a file dataset first (:func:`segnas.data.checks.scan`), so a bad
+    file is reported before any training, not at the batch that holds it.
+    """
+    check = bool(kwargs.pop("check", False))
+    ds = _build(name, root, split, transform, seed, **kwargs)
+    if check:
+        scan(ds, split)
+    return ds
+
+
+def _build(name: str, root: str | os.PathLike[str] | None, split: str, transform: Transform | None, seed: int,
+           **kwargs: Any) -> SegmentationDataset:
     key = name.lower()
     if key not in DATASETS:
         raise DataError(f"dataset: unknown name {name!r}; known datasets are {', '.join(DATASETS)}")
@@ -94,6 +108,7 @@ __all__ = [
     "Cityscapes",
     "EvalTransform",
     "ImageMaskFolder",
+    "ScanResult",
     "SegmentationDataset",
     "SyntheticScenes",
     "TrainTransform",
@@ -106,5 +121,6 @@ __all__ = [
     "load_splits",
     "make_splits",
     "save_splits",
+    "scan",
     "to_tensors",
 ]

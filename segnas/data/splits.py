@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from segnas import jsonio
 from segnas.data.files import absolute
 from segnas.errors import ConfigError, DataError
 from segnas.fileio import atomic_write_text
@@ -66,10 +67,7 @@ def load_splits(path: str | os.PathLike[str]) -> tuple[dict[str, list[int]], dic
     source = absolute(path)
     if not source.is_file():
         raise DataError(f"{source}: splits file not found; run the search once to create it or fix the path")
-    try:
-        payload = json.loads(source.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{source}: cannot parse splits JSON ({exc}); delete it to regenerate") from None
+    payload = jsonio.read(source, "a splits file (delete it to regenerate)", DataError)
     splits = payload.get("splits") if isinstance(payload, dict) else None
     if not isinstance(splits, dict) or any(
         not isinstance(v, list) or not all(isinstance(i, int) and i >= 0 for i in v) for v in splits.values()

@@ -12,18 +12,26 @@ from torch.utils.data import DataLoader
 
 from ..data import colorize, denormalize
 from ..metrics import ConfusionMatrix
-from .loaders import to_device
+from . import distributed
+from .loaders import EvalShard, to_device
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: str | torch.device = "cpu",
              ignore_index: int = 255, save_dir: Path | None = None, palette: np.ndarray | None = None,
              max_images: int = 0, channels_last: bool = False) -> dict:
-    """Metrics of ``model`` on ``loader``; writes up to ``max_images`` image|truth|prediction PNGs."""
+    """Metrics of ``model`` on ``loader``; writes up to ``max_images`` image|truth|prediction PNGs.
+
+    A loader from ``eval_loader`` under torchrun holds this process's share of the set: the shares'
+    confusion matrices are summed, so every process returns the metrics of the whole set (and rank 0
+    alone writes images)."""
     was_training = model.training
     model.eval()
     cm = ConfusionMatrix(num_classes, ignore_index)
     saved = 0
+    sharded = isinstance(getattr(loader, "sampler", None), EvalShard)
+    if sharded and not distributed.is_main():
+        save_dir = None
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     for images, masks in loader:
         images = to_device(images, device, fmt)
@@ -40,6 +48,8 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: str
                 Image.fromarray(panel).save(save_dir / f"pred_{saved:04d}.png")
                 saved += 1
     model.train(was_training)
+    if sharded:
+        cm.matrix = distributed.all_reduce_sum(cm.matrix.to(device)).cpu()
     out = cm.compute()
     out["confusion"] = cm.matrix.tolist()
     return out

@@ -15,20 +15,24 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from ..config import DataConfig
-from ..data import EvalTransform, TrainTransform, build_dataset, default_camvid_root, is_procedural
+from ..data import EvalTransform, TrainTransform, build_dataset, default_camvid_root, is_procedural, scan
 from ..errors import ConfigError
+from . import distributed
 
 
 def dataset_kwargs(cfg: DataConfig, split: str) -> dict:
+    """``build_dataset``'s options from the config: generated datasets' sizes, the folder's class count, and
+    ``check`` (``data.check``: scan every file pair before use) for the datasets read from files."""
     if is_procedural(cfg.dataset):
         n = cfg.synthetic_train if split.startswith("train") else cfg.synthetic_val
         return {"num_images": n, "size": tuple(cfg.synthetic_size), "scene_seed": cfg.synthetic_seed}
+    check = {"check": bool(getattr(cfg, "check", True))}
     if cfg.dataset == "folder":
         if cfg.num_classes is None:
             raise ConfigError("data.num_classes: the 'folder' dataset needs the class count "
                               "(--num-classes N or --set data.num_classes=N)")
-        return {"num_classes": cfg.num_classes}
-    return {}
+        return {"num_classes": cfg.num_classes, **check}
+    return check
 
 
 def data_root(cfg: DataConfig) -> str | None:
@@ -46,15 +50,19 @@ def make_datasets(cfg: DataConfig, seed: int):
     train_tf = TrainTransform(crop_size=tuple(cfg.crop) if cfg.crop else None,
                               scale_range=tuple(cfg.scale_range), hflip=cfg.hflip)
     root = data_root(cfg)
+    kwargs = dataset_kwargs(cfg, cfg.train_split)
+    check = kwargs.pop("check", False)
     train = build_dataset(cfg.dataset, root, cfg.train_split, transform=train_tf, seed=seed,
-                          cache=cfg.cache, **dataset_kwargs(cfg, cfg.train_split))
+                          cache=cfg.cache, **kwargs)
+    if cfg.num_classes is not None and cfg.num_classes != train.num_classes:  # before the scan: it needs no masks
+        raise ConfigError(f"data.num_classes is {cfg.num_classes} but dataset '{cfg.dataset}' at "
+                          f"{root} has {train.num_classes} classes; drop the option or fix the count")
+    if check:
+        scan(train, cfg.train_split)
     val = build_dataset(cfg.dataset, root, cfg.val_split, transform=EvalTransform(), seed=seed,
                         cache=cfg.cache, **dataset_kwargs(cfg, cfg.val_split))
     if cfg.max_val_images is not None and len(val) > cfg.max_val_images:
         val = val.subset(list(range(cfg.max_val_images)))
-    if cfg.num_classes is not None and cfg.num_classes != train.num_classes:
-        raise ConfigError(f"data.num_classes is {cfg.num_classes} but dataset '{cfg.dataset}' at "
-                          f"{root} has {train.num_classes} classes; drop the option or fix the count")
     return train, val
 
 
@@ -72,12 +80,48 @@ class EpochSampler(Sampler[int]):
         return self.n - self.start
 
 
+class GlobalBatches(Sampler[list[int]]):
+    """The seeded global batches of an epoch (full ones only), each cut to this process's contiguous share:
+    under torchrun the ranks' shares together are exactly the single-process batch."""
+
+    def __init__(self, order: EpochSampler, batch_size: int, key: str = "the batch size") -> None:
+        distributed.check_batch(batch_size, key)
+        self.order, self.batch_size, self.key = order, batch_size, key
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batch: list[int] = []
+        for index in self.order:
+            batch.append(index)
+            if len(batch) == self.batch_size:
+                yield list(distributed.shard(batch, self.key))
+                batch = []
+
+    def __len__(self) -> int:
+        return len(self.order) // self.batch_size
+
+
 def train_loader(dataset, batch_size: int, seed: int, epoch: int, start_batch: int = 0,
-                 num_workers: int = 0) -> DataLoader:
+                 num_workers: int = 0, key: str = "the batch size") -> DataLoader:
+    """Epoch ``epoch``'s global batches of ``batch_size`` from batch ``start_batch`` on; under torchrun each
+    process loads its share (``key``: the config key of the batch size, named when it does not divide)."""
     dataset.set_epoch(epoch)
-    sampler = EpochSampler(len(dataset), seed, epoch, start_batch * batch_size)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
+    order = EpochSampler(len(dataset), seed, epoch, start_batch * batch_size)
+    return DataLoader(dataset, batch_sampler=GlobalBatches(order, batch_size, key),
                       num_workers=num_workers, persistent_workers=False)
+
+
+class EvalShard(Sampler[int]):
+    """This process's contiguous share of an evaluation set; :func:`~segnas.engine.evaluate.evaluate` adds the
+    shares' confusion matrices, so every process gets the metrics of the whole set."""
+
+    def __init__(self, n: int) -> None:
+        self.indices = distributed.eval_share(n)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
 
 
 def to_device(batch: Any, device: torch.device | str, fmt: torch.memory_format = torch.contiguous_format) -> Any:
@@ -94,4 +138,5 @@ def to_device(batch: Any, device: torch.device | str, fmt: torch.memory_format =
 
 
 def eval_loader(dataset, num_workers: int = 0) -> DataLoader:
-    return DataLoader(dataset, batch_size=1, shuffle=False, num_workers=num_workers)
+    """One image at a time, in order; under torchrun each process scores its share (:class:`EvalShard`)."""
+    return DataLoader(dataset, batch_size=1, sampler=EvalShard(len(dataset)), num_workers=num_workers)

@@ -22,7 +22,7 @@ from ..genotype import Genotype, save as save_genotype
 from ..spaces import get_space
 from .checkpoint import load_checkpoint
 from .loaders import make_datasets
-from .session import RunSession
+from .session import Diverged, RunSession
 from .trainer import Trainer, model_from_checkpoint
 
 
@@ -51,21 +51,24 @@ def retrain(genotype: Genotype, cfg: RunConfig, out: str | Path, resume: bool = 
                     (int(ckpt["step"]), cfg.train.epochs, genotype.archid):
                 return {**done, "already_complete": True}
     tc = cfg.train
+    session.resume_command = f"segnas retrain --out {run} --resume"
     with session:
         device = session.device
+        progress = progress and session.main  # under torchrun rank 0 alone prints
         train_ds, val_ds = make_datasets(cfg.data, cfg.seed)
         num_classes = train_ds.num_classes
         torch.manual_seed(cfg.seed)
         space = get_space(genotype.space)
         model = space.build(genotype, num_classes, aux=True)
-        if ckpt is not None:  # a resume loads every weight from its checkpoint
-            start = "resumed from checkpoints/last.pt"
+        if ckpt is not None:  # a resume loads every weight from its checkpoint; the run's start stays its own
+            start = str(ckpt.get("start") or "resumed")
+            shown = f"resumed from checkpoints/last.pt at step {int(ckpt['step'])} (the run started {start})"
         elif tc.pretrained:
-            start = f"pretrained: {space.load_pretrained(model, tc.pretrained)}; the rest from scratch"
+            start = shown = f"pretrained: {space.load_pretrained(model, tc.pretrained)}; the rest from scratch"
         else:
-            start = "from scratch: no train.pretrained given, every weight starts random (seeded)"
+            start = shown = "from scratch: no train.pretrained given, every weight starts random (seeded)"
         if progress:
-            tqdm.write(start)
+            tqdm.write(shown)
         teacher = None
         if tc.distill_teacher:
             teacher, _ = model_from_checkpoint(load_checkpoint(tc.distill_teacher), num_classes)
@@ -76,15 +79,16 @@ def retrain(genotype: Genotype, cfg: RunConfig, out: str | Path, resume: bool = 
             torch.set_rng_state(ckpt["torch_rng"])
             if device.type == "cuda" and ckpt.get("cuda_rng") is not None:  # DropPath draws its masks there
                 torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
-        else:
+        elif session.main:
             save_genotype(genotype, run / "genotype.json")
         session.begin()
         session.open_logs(trainer.step)
         log, writer = session.log, session.writer
 
         def checkpoint(best: bool) -> None:
+            trainer.sync_buffers()
             payload = {**trainer.state_dict(), "genotype": genotype.to_dict(), "num_classes": num_classes,
-                       "class_names": list(train_ds.class_names), "config": to_dict(cfg),
+                       "class_names": list(train_ds.class_names), "config": to_dict(cfg), "start": start,
                        "torch_rng": torch.get_rng_state(),
                        **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {})}
             if best:
@@ -108,8 +112,11 @@ def retrain(genotype: Genotype, cfg: RunConfig, out: str | Path, resume: bool = 
             saved["step"] = trainer.step
 
         t_start = time.perf_counter()
-        why = trainer.fit(on_log, on_eval, should_stop=session.stop.is_set, stop_after=stop_after,
-                          patience=tc.patience)
+        try:
+            why = trainer.fit(on_log, on_eval, should_stop=session.stop.is_set, stop_after=stop_after,
+                              patience=tc.patience)
+        except Diverged as e:
+            raise session.diverged(e) from None
         if why == "killed":
             return {"interrupted": True, "step": trainer.step}
         if why == "stopped":  # Ctrl-C: stop between steps, where the state is consistent

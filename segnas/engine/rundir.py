@@ -20,17 +20,17 @@ import torch
 import yaml
 
 from ..errors import ConfigError
-from ..fileio import atomic_write_text
+from ..fileio import TEMP_SUFFIX, append_text, atomic_write_text, remove_partial_writes
+from ..outputs import claim_folder, mark_of
 
 
-RUN_FILES = ("config.yaml", "env.json", "genotype.json", "metrics.jsonl", "result.json")
 MARKER = "segnas_run"
 
 
 def prepare_run_dir(path: str | os.PathLike, resume: bool) -> Path:
-    """Check ``path`` can hold this run: resume needs a checkpoint, a new run needs a folder
-    without one. A folder left by a start that failed before its first checkpoint (marked by
-    our ``env.json``) is reused; files of the user's own with our names are never touched."""
+    """Check ``path`` can hold this run: resume needs a checkpoint, a new run needs a new or empty
+    folder, or one a start that failed before its first checkpoint left (marked as a run's first
+    thing); a folder holding anything else of the user's is refused, never written into."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{path}: exists and is not a folder; choose another --out")
@@ -38,23 +38,44 @@ def prepare_run_dir(path: str | os.PathLike, resume: bool) -> Path:
         if not (path / "checkpoints" / "last.pt").is_file():
             raise ConfigError(f"{path}: nothing to resume (no checkpoints/last.pt); "
                               "drop --resume to start a new run")
+        _drop_partial_writes(path)
         return path
     if (path / "checkpoints" / "last.pt").is_file():
         raise ConfigError(f"{path}: a run already exists here; pass --resume to continue it "
                           "or choose another --out folder")
     ours = _is_segnas_run(path)
-    foreign = [name for name in RUN_FILES if (path / name).exists()]
-    if foreign and not ours:
-        raise ConfigError(f"{path}: already holds {', '.join(foreign)} not written by a segnas run; "
-                          "choose another --out folder")
+    if not ours and path.is_dir():
+        found = sorted(p.name for p in path.iterdir() if not p.name.endswith(TEMP_SUFFIX))
+        if found:
+            raise ConfigError(f"{path}: already holds {', '.join(found[:3])}{' ...' if len(found) > 3 else ''} "
+                              "not written by a segnas run; choose another --out folder (a new or empty one)")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"{path}: cannot create the run folder ({e.strerror}); choose another --out") from None
+    if ours:
+        _drop_partial_writes(path)
+    elif _first_process():
+        claim_folder(path, "run")  # the mark comes first: a start killed at any later point can start again
     return path
 
 
+def _first_process() -> bool:
+    """Under torchrun only the first process writes the run folder."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _drop_partial_writes(run: Path) -> None:
+    """Remove the temporary files of atomic writes a killed run left behind (never a finished file).
+    Under torchrun only the first process does, as only it writes."""
+    if _first_process():
+        for folder in (run, run / "checkpoints", run / "genotypes"):
+            remove_partial_writes(folder)
+
+
 def _is_segnas_run(path: Path) -> bool:
+    if mark_of(path) == "run":
+        return True
     try:
         return bool(json.loads((path / "env.json").read_text()).get(MARKER))
     except (OSError, ValueError, AttributeError):
@@ -96,8 +117,7 @@ class MetricsLog:
             atomic_write_text(path, "".join(line + "\n" for line in kept))
 
     def write(self, record: dict[str, Any]) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps(record, default=float) + "\n")
+        append_text(self.path, json.dumps(record, default=float) + "\n")
 
     def read(self) -> list[dict[str, Any]]:
         if not self.path.exists():

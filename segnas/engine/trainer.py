@@ -12,7 +12,6 @@ returns its metrics (:func:`train_network`).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,14 +21,17 @@ from torch import nn
 from tqdm import tqdm
 
 from ..config import TrainConfig
-from ..errors import CheckpointError, ConfigError, SegnasError
+from ..errors import CheckpointError, ConfigError
 from ..genotype import Genotype
 from ..losses import kl_distillation, make_criterion, seg_loss_with_aux
 from ..ops import set_drop_path
+from ..ops.syncbn import convert_sync_batchnorm
 from ..spaces import get_space
+from . import distributed
 from .ema import ModelEMA
 from .evaluate import evaluate
 from .loaders import eval_loader, to_device, train_loader
+from .session import Diverged, non_finite
 
 
 def lr_at(step: int, total: int, steps_per_epoch: int, cfg) -> float:
@@ -73,6 +75,10 @@ def model_from_checkpoint(ckpt: dict[str, Any], num_classes: int | None = None, 
                               f"data has {num_classes}; evaluate it on data with the same classes")
     model = get_space(genotype.space).build(genotype, ck_classes, aux=True)
     state = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]
+    bad = non_finite(state)
+    if bad is not None:
+        raise CheckpointError(f"{ckpt.get('path', 'checkpoint')}: weight {bad} holds NaN or infinity (a diverged "
+                              "run); evaluate an earlier checkpoint")
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
@@ -94,6 +100,10 @@ class Trainer:
     the schedule's factor ``lr_at(step) / train.lr``. A batch's inputs may be a
     tensor or a (nested) list or dict of them, whatever ``model`` reads.
     Call :meth:`fit`, or :meth:`train_step` for one optimisation step of your own.
+
+    Under torchrun (see ``segnas.engine.distributed``) each process trains on its share of every
+    global batch of ``train.batch_size``, gradients are averaged, ``train.sync_bn`` makes BatchNorm
+    use the global batch's statistics, and evaluations score each process's share of the val set.
     """
 
     def __init__(self, model: nn.Module, tc: TrainConfig, train_ds, val_ds, device: torch.device, seed: int,
@@ -102,6 +112,7 @@ class Trainer:
                  distill_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> None:
         self.tc, self.train_ds, self.val_ds, self.device, self.seed = tc, train_ds, val_ds, device, seed
         self.num_workers, self.progress, self.desc = num_workers, progress, desc
+        distributed.check_batch(tc.batch_size, "train.batch_size")
         self.steps_per_epoch = len(train_ds) // tc.batch_size
         if self.steps_per_epoch == 0:
             raise ConfigError(f"train.batch_size {tc.batch_size} is larger than the {len(train_ds)} training "
@@ -110,6 +121,9 @@ class Trainer:
         self.eval_every = tc.eval_every or self.steps_per_epoch
         self.fmt = torch.channels_last if tc.channels_last else torch.contiguous_format
         self.model = model.to(device, memory_format=self.fmt)
+        if tc.sync_bn and distributed.active():
+            convert_sync_batchnorm(self.model)
+        distributed.broadcast_module(self.model)  # every process starts from rank 0's weights
         self.drop_path = 0.0  # the probability of the last step
         if set_drop_path(self.model, 0.0) == 0 and tc.drop_path > 0:
             raise ConfigError(f"train.drop_path is {tc.drop_path}, but this {type(model).__name__} has no DropPath "
@@ -152,23 +166,41 @@ class Trainer:
             loss = loss + tc.distill_weight * kd
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients(self.model.parameters())
         if tc.grad_clip:
             nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
         self.optimizer.step()
         if self.ema is not None:
             self.ema.update(self.model)
         self.step += 1
-        self.images_seen += masks.shape[0]
+        self.images_seen += masks.shape[0] * distributed.world_size()
         return {"loss": loss.detach(), **({"distill": kd.detach()} if kd is not None else {})}
 
     def evaluate(self, loader=None) -> dict[str, Any]:
-        """Metrics on the validation set (or ``loader``) with the EMA weights where there are some."""
+        """Metrics on the validation set (or ``loader``) with the EMA weights where there are some; a
+        diverged network (a NaN or infinite weight) is a :class:`Diverged`, never evaluated."""
+        self.sync_buffers()  # first: then every process checks the same statistics and decides alike
+        self.check_finite()
         net = self.ema.shadow if self.ema is not None else self.model
         metrics = evaluate(net, loader if loader is not None else eval_loader(self.val_ds, self.num_workers),
                            self.train_ds.num_classes, self.device, self.train_ds.ignore_index,
                            channels_last=self.tc.channels_last)
         self.model.train()
         return metrics
+
+    def check_finite(self) -> None:
+        """Raise :class:`Diverged` when a weight or statistic of the network (or its EMA) is not finite."""
+        bad = non_finite({"model": self.model.state_dict(),
+                          **({"ema": self.ema.state_dict()} if self.ema is not None else {})})
+        if bad is not None:
+            raise Diverged(self.step, f"{bad} is not finite", f"lower train.lr (now {self.tc.lr}) or check the data")
+
+    def sync_buffers(self) -> None:
+        """Rank 0's BatchNorm statistics on every process (without sync_bn each saw only its shares), so
+        evaluations and checkpoints agree; nothing in a single process."""
+        distributed.broadcast_buffers(self.model)
+        if self.ema is not None:
+            distributed.broadcast_buffers(self.ema.shadow)
 
     # -- the loop ----------------------------------------------------------------------
     def fit(self, on_log: Callable[[dict[str, Any]], None] | None = None,
@@ -181,6 +213,7 @@ class Trainer:
         every ``train.eval_every`` (``best``: no earlier evaluation was better); ``patience``
         evaluations in a row without a higher mIoU end it
         early; ``should_stop()`` is asked between steps; ``stop_after`` ends like a kill (tests).
+        A NaN or infinite loss, checked every step, is a :class:`Diverged` naming the step.
         """
         tc = self.tc
         val_loader = eval_loader(self.val_ds, self.num_workers)
@@ -197,14 +230,16 @@ class Trainer:
                     logs = self.train_step(images, masks)
                     lr = self.lr
                     bar.update(1)
+                    # one host sync a step: the losses, averaged over the processes
+                    logs, finite, _ = distributed.step_flags(logs, False)
+                    if not finite:
+                        values = ", ".join(f"{k} {float(v):g}" for k, v in logs.items())
+                        raise Diverged(self.step, f"loss not finite ({values})",
+                                       f"lower train.lr (now {tc.lr}) or check the data")
                     if self.step % tc.log_every == 0 or self.step == self.total:
-                        # reading the loss syncs with the device: only on logging steps
                         record = {"step": self.step, "epoch": epoch, "lr": lr,
                                   **({"drop_path": self.drop_path} if tc.drop_path > 0 else {}),
                                   **{k: float(v) for k, v in logs.items()}}
-                        if not math.isfinite(record["loss"]):
-                            raise SegnasError(f"loss became {record['loss']} at step {self.step}; lower "
-                                              f"train.lr (now {tc.lr}) or check the data")
                         if on_log is not None:
                             on_log(record)
                         bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{lr:.2g}",
@@ -221,7 +256,8 @@ class Trainer:
                             return "early_stop"
                     if stop_after is not None and self.step >= stop_after:
                         return "killed"
-                    if should_stop is not None and should_stop():
+                    # a stop asked of any process (also during the evaluation) stops every one after this step
+                    if should_stop is not None and distributed.agree(should_stop()):
                         return "stopped"
                     if self.step >= self.total:
                         break

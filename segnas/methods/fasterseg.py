@@ -15,6 +15,7 @@ import torch
 
 from ..config import RunConfig, to_dict
 from ..genotype import Genotype
+from ..engine import distributed
 from ..engine.rundir import write_yaml
 from ..errors import ConfigError
 from ..objectives.latency import LatencyMiss, LatencyTable, latency_environment
@@ -116,7 +117,8 @@ def make_problem(cfg: RunConfig, data, run: Path, device: torch.device, progress
     problem = FasterSegSearch(cfg, data.num_classes, data.ignore_index, table, cfg.seed, device)
     if problem.solved_weights is not None:
         cfg.fasterseg.latency_weights = list(problem.latency_weights)
-        write_yaml(run / "config.yaml", to_dict(cfg))
+        if distributed.is_main():  # under torchrun every process solves the same weights; the first writes
+            write_yaml(run / "config.yaml", to_dict(cfg))
         if progress:
             print(problem.solved_weights)
     return problem

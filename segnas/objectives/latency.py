@@ -40,6 +40,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .. import jsonio
 from ..errors import SegnasError
 from ..fileio import atomic_write_text
 from ..ops import make_op
@@ -208,15 +209,25 @@ class LatencyTable:
         path = Path(path)
         if not path.is_file():
             raise SegnasError(f"{path}: no such latency table; build one with 'segnas latency build'")
+        data = jsonio.read(path, "a latency table (from 'segnas latency build')")
         try:
-            data = json.loads(path.read_text())
+            if not isinstance(data, dict) or not isinstance(data.get("entries"), dict):
+                raise ValueError("expected an object with 'format', 'environment' and 'entries'")
             if data.get("format") != TABLE_FORMAT:
                 raise ValueError(f"format {data.get('format')!r}; this segnas reads format {TABLE_FORMAT}, "
                                  "whose entries are timed differently")
+            for key, typ in (("environment", dict), ("meta", (dict, type(None))), ("calibration", (dict, type(None)))):
+                if not isinstance(data.get(key), typ):
+                    raise ValueError(f"field '{key}' must be an object")
+            bad = next((k for k, v in data["entries"].items()
+                        if type(v) not in (int, float) or not 0 <= v < float("inf")), None)
+            if bad is not None:
+                raise ValueError(f"entry {bad!r} is {data['entries'][bad]!r}, not a latency in ms")
             table = cls(data["environment"], {k: float(v) for k, v in data["entries"].items()}, data.get("meta"),
                         data.get("calibration"))
-            if table.calibration is not None and not float(table.calibration["factor"]) > 0:
-                raise ValueError(f"calibration factor {table.calibration['factor']!r} is not positive")
+            factor = table.calibration["factor"] if table.calibration is not None else 1.0
+            if type(factor) not in (int, float) or not 0 < factor < float("inf"):
+                raise ValueError(f"calibration factor {factor!r} is not a positive number")
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise SegnasError(f"{path}: not a segnas latency table ({e}); rebuild it with "
                               "'segnas latency build'") from None

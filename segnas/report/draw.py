@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..fileio import atomic_write
 from ..genotype import Genotype
+from ..outputs import png_text
 
 OP_STYLE = {  # operator -> (colour, marker)
     "skip": ("#9e9e9e", "o"),
@@ -25,12 +27,13 @@ def _figure():
 
 
 def _save(plt, fig, path: str | Path) -> Path:
+    """Write the figure as a PNG marked as segnas' own (so a rerun may replace it), atomically."""
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    try:
+        return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120, metadata=png_text("draw")),
+                            binary=True)
+    finally:
+        plt.close(fig)
 
 
 def draw_fasterseg(genotype: Genotype, path: str | Path) -> Path:

@@ -12,13 +12,16 @@ differentiable search.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
+from ..bounds import MAX_PARAMS, check_space_args, gib, machine_memory
 from ..errors import ConfigError, GenotypeError
 from ..genotype import Decision, Genotype
 
@@ -49,12 +52,75 @@ def read_choices(choices: Sequence[Any], spec: Sequence[Decision], what: str) ->
     return [read_choice(choices, pos, d) for pos, d in enumerate(spec)]
 
 
+_COUNTS: dict[str, int | None] = {}
+
+
+def count_meta(build: Callable[..., nn.Module], *args: Any) -> int | None:
+    """Parameters and buffers (elements) of the network ``build(*args)`` makes, built on torch's ``meta``
+    device so nothing is allocated; None where a space's build cannot run there."""
+    try:
+        with torch.device("meta"):
+            net = build(*args)
+    except (NotImplementedError, RuntimeError):
+        return None
+    return sum(t.numel() for t in (*net.parameters(), *net.buffers()))
+
+
+def check_network_size(space: "SearchSpace", build: Callable[..., nn.Module], genotype: Genotype,
+                       num_classes: int, aux: bool, memory: int | None = None) -> None:
+    """A GenotypeError when the network of ``genotype`` would have more than ``MAX_PARAMS`` elements or its
+    float32 weights alone more bytes than this machine's memory (``memory``), before a byte is allocated."""
+    if isinstance(num_classes, bool) or not hasattr(num_classes, "__index__") or not 1 <= int(num_classes) <= 10**6:
+        raise GenotypeError(f"num_classes is {num_classes!r}; give the class count (1 to 254 for a dataset)")
+    check_space_args(genotype.space_args, "space_args", GenotypeError)
+    key = f"{space.name}/{genotype.archid}/{num_classes}/{aux}"
+    if key not in _COUNTS:  # a genotype is often built again (resume, evaluate, tests): count it once
+        if len(_COUNTS) > 1024:
+            _COUNTS.clear()
+        _COUNTS[key] = count_meta(build, space, genotype, num_classes, aux)
+    count = _COUNTS[key]
+    if count is None:
+        return
+    memory = machine_memory() if memory is None else memory
+    who = f"genotype {genotype.name or genotype.archid}"
+    if count > MAX_PARAMS:
+        raise GenotypeError(f"{who}: its network would have {count:,} parameters, more than the {MAX_PARAMS:,} "
+                            "supported; check its space_args (channels, layers) and num_classes")
+    if memory and 4 * count > memory:
+        raise GenotypeError(f"{who}: its network's weights alone would need {gib(4 * count)} but this machine has "
+                            f"{gib(memory)}; check its space_args (channels, layers) and num_classes")
+
+
+def _bounded(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """``build`` that first checks the network's size on the meta device (every space's, see ``SearchSpace``)."""
+
+    @functools.wraps(build)
+    def checked(self: "SearchSpace", genotype: Genotype, num_classes: int, aux: bool = True) -> nn.Module:
+        if torch.get_default_device().type != "meta":  # the check's own meta build: no second check
+            check_network_size(self, build, genotype, num_classes, aux)
+        return build(self, genotype, num_classes, aux)
+
+    checked.bounded = True  # type: ignore[attr-defined]
+    return checked
+
+
 class SearchSpace(ABC):
-    """Base class: subclasses set ``name`` and ``version`` and fill in the hooks."""
+    """Base class: subclasses set ``name`` and ``version`` and fill in the hooks.
+
+    Every subclass's ``build`` is wrapped once (``__init_subclass__``) so an absurd genotype (terabytes of
+    weights) is refused from its parameter count, counted on the meta device, before anything is allocated.
+    """
 
     name: str = ""
     version: int = 1
     pretrained_part: str | None = None  # what ``load_pretrained`` loads (an encoder, a backbone), if anything
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        build = cls.__dict__.get("build")
+        if build is not None and not getattr(build, "bounded", False) and \
+                not getattr(build, "__isabstractmethod__", False):
+            cls.build = _bounded(build)
 
     @abstractmethod
     def default_args(self) -> dict[str, Any]:
@@ -113,11 +179,15 @@ class SearchSpace(ABC):
     # -- shared plumbing -------------------------------------------------
     def resolve_args(self, args: dict[str, Any] | None) -> dict[str, Any]:
         out = self.default_args()
+        if args is not None and not isinstance(args, dict):
+            raise GenotypeError(f"space_args: expected a mapping of argument names to values, got "
+                                f"{type(args).__name__}")
         for key, value in (args or {}).items():
             if key not in out:
                 raise GenotypeError(f"space_args: unknown argument {key!r} for space "
-                                    f"{self.name!r}; known: {', '.join(sorted(out))}")
+                                    f"{self.name!r}; known: {', '.join(sorted(map(str, out)))}")
             out[key] = value
+        check_space_args(out, "space_args", GenotypeError)
         return out
 
     def make_genotype(self, structure: dict[str, Any], args: dict[str, Any] | None = None,
@@ -155,8 +225,14 @@ class SearchSpace(ABC):
             args = self.resolve_args(genotype.space_args)
         except GenotypeError as e:
             raise GenotypeError(f"{source}: {e}") from None
-        self.check_structure(genotype.structure, args, source)
-        expected = self.encode(genotype.structure, args)
+        try:
+            self.check_structure(genotype.structure, args, source)
+            expected = self.encode(genotype.structure, args)
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError) as e:
+            # a space's checks missed a malformed value; still the user's file, still one line
+            detail = " ".join(f"{type(e).__name__}: {e}".split())[:120]
+            raise GenotypeError(f"{source}: field 'structure' is malformed ({detail}); regenerate the file "
+                                "with 'segnas search' or take one from the zoo") from None
         if list(genotype.choices) != expected:
             raise GenotypeError(f"{source}: field 'choices' does not encode field 'structure' "
                                 f"(expected {expected}); regenerate the file or fix one of them")

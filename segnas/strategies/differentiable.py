@@ -42,7 +42,9 @@ from tqdm import tqdm
 from ..choices import ChoiceSpec
 from ..config import RunConfig, to_dict
 from ..engine.loaders import train_loader
-from ..engine.session import RunSession
+from ..engine import distributed
+from ..engine.session import Diverged, RunSession, non_finite
+from ..ops.syncbn import convert_sync_batchnorm
 from ..errors import ConfigError, SegnasError
 from ..genotype import load as load_genotype, save as save_genotype
 from .arch_signal import ArchSignal, signal_line
@@ -100,6 +102,7 @@ def arch_step(problem: BilevelProblem, batches: list, device: torch.device) -> d
         for p in params:
             if p.grad is not None:
                 p.grad.div_(len(batches))
+    distributed.average_gradients(params)  # under torchrun: the global batch's gradient
     return logs
 
 
@@ -111,6 +114,7 @@ def search_step(problem: BilevelProblem, opt_w: torch.optim.Optimizer, opt_a: to
     opt_w.zero_grad(set_to_none=True)
     images, masks = batch_a
     logs = problem.weight_backward(images.to(device), masks.to(device), pretrain=not batches_b)
+    distributed.average_gradients(problem.weight_parameters())  # under torchrun: the global batch's gradient
     if grad_clip:
         nn.utils.clip_grad_norm_(problem.weight_parameters(), grad_clip)
     opt_w.step()
@@ -120,6 +124,16 @@ def search_step(problem: BilevelProblem, opt_w: torch.optim.Optimizer, opt_a: to
             signal.update(problem.arch_parameters())
         opt_a.step()
     return logs
+
+
+def supernet_module(problem: Any) -> nn.Module | None:
+    """The supernet ``nn.Module`` of a problem (or of the problem a strategy wraps as ``inner``), for its
+    BatchNorm layers and statistics; None when it has none."""
+    for holder in (problem, getattr(problem, "inner", None)):
+        net = getattr(holder, "net", None)
+        if isinstance(net, nn.Module):
+            return net
+    return None
 
 
 def _call(hooks: list, event: str, *args: Any) -> list[Any]:
@@ -144,6 +158,12 @@ def run_differentiable(method, cfg: RunConfig, out: str | Path, resume: bool = F
     ``state_dict`` (``on_phase_start`` runs once per phase, not again when a run
     resumes inside it; ``on_epoch_start`` runs whenever an epoch is entered).
     ``stop_after`` ends the run after that many steps without saving, like a kill (tests).
+
+    Under torchrun each process takes its share of every global batch (``search.batch_size``), gradients of
+    both steps are averaged, the architecture parameters are checked to agree after every architecture
+    step and the whole state at every checkpoint; rank 0 alone writes the run folder. A NaN or infinite
+    loss (weights' or architecture's, checked every step) or weight stops the run naming the step and the
+    last good checkpoint.
     """
     if not resume:
         method.check(cfg)
@@ -160,14 +180,28 @@ def run_differentiable(method, cfg: RunConfig, out: str | Path, resume: bool = F
     done = session.finished()
     if done is not None and int(ckpt["epochs_done"]) >= n_epochs:  # finished: nothing to build or load
         return {**done, "already_complete": True}
+    session.resume_command = f"segnas search {method.name} --out {run} --resume"
     with session:
         device = session.device
+        progress = progress and session.main  # under torchrun rank 0 alone prints
+        distributed.check_batch(sc.batch_size, "search.batch_size")
         data = search_data(cfg, run)
         session.begin()
         torch.manual_seed(cfg.seed)
+        # under torchrun rank 0 builds first (a problem may measure and save what the others then read, such
+        # as FasterSeg's latency table), then the others; all continue from rank 0's random state
+        if not session.main:
+            distributed.barrier()
         problem = method.problem(cfg, data, run, device, progress)
+        if session.main:
+            distributed.barrier()
+        if distributed.active():
+            torch.set_rng_state(distributed.broadcast_object(torch.get_rng_state()))
         if wrap is not None:
             problem = wrap(problem, cfg)
+        net = supernet_module(problem)
+        if sc.sync_bn and distributed.active() and net is not None:
+            convert_sync_batchnorm(net)
         opt_w = torch.optim.SGD(problem.weight_parameters(), lr=sc.lr, momentum=sc.momentum,
                                 weight_decay=sc.weight_decay)
         opt_a = torch.optim.Adam(problem.arch_parameters(), lr=sc.arch_lr, betas=tuple(sc.arch_betas),
@@ -194,11 +228,18 @@ def run_differentiable(method, cfg: RunConfig, out: str | Path, resume: bool = F
             if "arch_signal" in ckpt:
                 signal.load_state_dict(ckpt["arch_signal"])
             history = list(ckpt["history"])
+        # every process from rank 0's state (they are seeded alike; this makes it so, whatever the device)
+        distributed.broadcast_tensors(problem.weight_parameters() + problem.arch_parameters())
+        if net is not None:
+            distributed.broadcast_buffers(net)
+        arch_names = [spec.name for spec in problem.arch_specs()]
         session.open_logs(step)
         log, writer = session.log, session.writer
         select_loader = DataLoader(data.select, batch_size=1, shuffle=False) if len(data.select) else None
 
         def checkpoint() -> None:
+            if net is not None:
+                distributed.broadcast_buffers(net)
             session.save({"search": problem.state_dict(), "opt_w": opt_w.state_dict(), "opt_a": opt_a.state_dict(),
                           "step": step, "epochs_done": epochs_done, "history": history,
                           "torch_rng": torch.get_rng_state(), "arch_signal": signal.state_dict(),
@@ -231,26 +272,38 @@ def run_differentiable(method, cfg: RunConfig, out: str | Path, resume: bool = F
                         batches_b = [next(stream_b) for _ in range(sc.arch_batches)] if searching else []
                         logs = search_step(problem, opt_w, opt_a, (img_a, mask_a), batches_b, device, sc.grad_clip,
                                            signal)
-                        logs = {k: float(v) for k, v in logs.items()}
                         step += 1
                         bar.update(1)
+                        # one host sync a step: every loss (weights' and architecture's, averaged over the
+                        # processes) finite, and whether any process was asked to stop
+                        logs, finite, stop = distributed.step_flags(logs, session.stop.is_set())
+                        logs = {k: float(v) for k, v in logs.items()}
+                        if not finite:
+                            values = ", ".join(f"{k} {v:g}" for k, v in logs.items())
+                            raise Diverged(step, f"loss not finite ({values})",
+                                           f"lower search.lr (now {sc.lr}) or search.arch_lr (now {sc.arch_lr})")
+                        if searching:  # checked, not assumed: every process holds the same architecture
+                            distributed.check_identical(list(zip(arch_names, problem.arch_parameters())),
+                                                        f"{run}: architecture step {step}")
                         loss = sum(v for k, v in logs.items() if k.startswith("loss_"))
-                        if not math.isfinite(loss):
-                            raise SegnasError(f"search loss became {loss} at step {step}; lower "
-                                              f"search.lr (now {sc.lr}) or check the data")
                         log.write({"step": step, "epoch": epoch, "lr": lr, "searching": searching, **logs})
                         writer.add_scalar("search/weight_loss", loss, step)
                         bar.set_postfix(phase=phase.name, loss=f"{loss:.3f}")
                         if stop_after is not None and step >= stop_after:
                             return {"interrupted": True, "step": step}
-                        if session.stop.is_set():
+                        if stop:
                             if saved_step != step:
                                 checkpoint()
                             raise SegnasError(f"interrupted at step {step}/{total}; continue with "
                                               f"'segnas search {method.name} --out {run} --resume'")
                         if step - epoch * steps_per_epoch >= steps_per_epoch:
                             break
-                decoded = problem.derive(select_loader)
+                if net is not None:  # rank 0's BatchNorm statistics: every process checks and decodes the same
+                    distributed.broadcast_buffers(net)
+                bad = non_finite(problem.state_dict())
+                if bad is not None:
+                    raise Diverged(step, f"{bad} is not finite", f"lower search.lr (now {sc.lr})")
+                decoded = distributed.broadcast_object(problem.derive(select_loader))
                 record = {"epoch": epoch, "phase": phase.name,
                           "architectures": {name: dict(r) for name, r in decoded["records"].items()}}
                 if searching:
@@ -258,7 +311,8 @@ def run_differentiable(method, cfg: RunConfig, out: str | Path, resume: bool = F
                     signal.reset()
                 extras = [e for e in _call(hooks, "on_epoch_end", epoch, searching, record, problem) if e]
                 for name, g in decoded["genotypes"].items():
-                    save_genotype(g, run / "genotypes" / f"epoch{epoch + 1:03d}_{name}.json")
+                    if session.main:
+                        save_genotype(g, run / "genotypes" / f"epoch{epoch + 1:03d}_{name}.json")
                 history.append(record)
                 log.write({"step": step, **record})
                 for name, r in record["architectures"].items():
@@ -272,10 +326,12 @@ def run_differentiable(method, cfg: RunConfig, out: str | Path, resume: bool = F
                 epochs_done += 1
                 checkpoint()
                 saved_step = step
+        except Diverged as e:
+            raise session.diverged(e) from None
         finally:
             bar.close()
-        final = decoded_final(run, history, method.primary)
-        if method.draw_results and history:
+        final = decoded_final(run, history, method.primary, write=session.main)
+        if method.draw_results and history and session.main:
             for name in history[-1]["architectures"]:
                 method.draw(load_genotype(run / f"{name}.json"), run / f"{name}.png")
         return session.finish({
@@ -304,16 +360,18 @@ def _epoch_line(record: dict[str, Any], describe, n_epochs: int, extras: list[st
     return " | ".join(parts)
 
 
-def decoded_final(run: Path, history: list[dict[str, Any]], primary: str) -> dict[str, Any]:
-    """Copy the last epoch's genotypes to ``<name>.json``; ``genotype.json`` is the ``primary`` one's."""
+def decoded_final(run: Path, history: list[dict[str, Any]], primary: str, write: bool = True) -> dict[str, Any]:
+    """Copy the last epoch's genotypes to ``<name>.json``; ``genotype.json`` is the ``primary`` one's.
+    ``write=False`` (a torchrun rank other than 0) only names the files."""
     if not history:
         return {}
     epoch = history[-1]["epoch"]
     out = {}
     for name in history[-1]["architectures"]:
-        g = load_genotype(run / "genotypes" / f"epoch{epoch + 1:03d}_{name}.json")
-        save_genotype(g, run / f"{name}.json")
+        if write:
+            g = load_genotype(run / "genotypes" / f"epoch{epoch + 1:03d}_{name}.json")
+            save_genotype(g, run / f"{name}.json")
         out[f"{name}_genotype"] = str(run / f"{name}.json")
-    if primary != "genotype" and (run / f"{primary}.json").is_file():
+    if write and primary != "genotype" and (run / f"{primary}.json").is_file():
         save_genotype(load_genotype(run / f"{primary}.json"), run / "genotype.json")
     return out

@@ -18,6 +18,7 @@ import torch
 from ..config import RunConfig
 from ..data import EvalTransform, build_dataset, save_splits
 from ..data.splits import make_splits
+from ..engine import distributed
 from ..engine.loaders import data_root, dataset_kwargs, make_datasets, train_loader
 
 
@@ -37,8 +38,9 @@ def search_data(cfg: RunConfig, run: Path) -> SearchData:
     plain = build_dataset(cfg.data.dataset, data_root(cfg.data), cfg.data.train_split, transform=EvalTransform(),
                           seed=cfg.seed, cache=cfg.data.cache, **dataset_kwargs(cfg.data, cfg.data.train_split))
     splits = make_splits(len(train), cfg.seed, 0.0, 0.5)
-    save_splits(run / "splits.json", splits, {"dataset": cfg.data.dataset, "split": cfg.data.train_split,
-                                              "seed": cfg.seed, "num_items": len(train)})
+    if distributed.is_main():  # under torchrun rank 0 alone writes the run folder
+        save_splits(run / "splits.json", splits, {"dataset": cfg.data.dataset, "split": cfg.data.train_split,
+                                                  "seed": cfg.seed, "num_items": len(train)})
     select = plain.subset(splits["trainB"][: cfg.search.select_images])
     return SearchData(train.subset(splits["trainA"]), train.subset(splits["trainB"]), select,
                       train.num_classes, train.ignore_index, plain.subset(splits["trainB"]))
@@ -56,11 +58,13 @@ def trainb_batches(data: SearchData, sc, seed: int, epoch: int, start_step: int 
 
     They come in passes over trainB, each pass its own shuffle and augmentation
     (``epoch * passes + pass``), so a resumed epoch sees the same batches; with
-    one batch per step this is the single pass ``epoch``.
+    one batch per step this is the single pass ``epoch``. Under torchrun each process gets its share of
+    every global batch.
     """
     k, per_pass = sc.arch_batches, len(data.train_b) // sc.batch_size
     passes = math.ceil(epoch_steps(sc, data) * k / per_pass)
     first = start_step * k
     for p in range(first // per_pass, passes):
         skip = first - p * per_pass if p == first // per_pass else 0
-        yield from train_loader(data.train_b, sc.batch_size, seed, epoch * passes + p, skip, num_workers)
+        yield from train_loader(data.train_b, sc.batch_size, seed, epoch * passes + p, skip, num_workers,
+                                key="search.batch_size")

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from ... import jsonio
 from ...errors import GenotypeError
 from ...genotype import Genotype
 from ...ops.mobilenetv2 import load_encoder_weights
@@ -136,11 +137,15 @@ def from_paper(paper: Any, args: dict[str, Any] | None = None, name: str | None 
 
 def parse_paper(text: str, args: dict[str, Any] | None = None) -> Genotype:
     """The genotype of the paper's encoding written as JSON text (as on the command line)."""
+    shown = repr(text) if len(text) <= 80 else repr(text[:80]) + "..."
+    example = "'[[[3, 3], [3, 2], [3, 0]], [8, [0, 0, 5, 2], [0, 2, 8, 8], [0, 5, 1, 4]]]'"
     try:
-        paper = json.loads(text)
+        json.loads(text)
     except json.JSONDecodeError as e:
-        raise GenotypeError(f"paper encoding {text!r}: not a JSON list ({e.msg}); write it as "
-                            "'[[[3, 3], [3, 2], [3, 0]], [8, [0, 0, 5, 2], [0, 2, 8, 8], [0, 5, 1, 4]]]'") from None
+        raise GenotypeError(f"paper encoding {shown}: not a JSON list ({e.msg}); write it as {example}") from None
+    except (ValueError, RecursionError):  # absurd numbers or nesting: jsonio below names them
+        pass
+    paper = jsonio.loads(text, f"paper encoding {shown}", f"the encoding {example}", GenotypeError)
     return from_paper(paper, args)
 
 
