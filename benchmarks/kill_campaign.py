@@ -45,6 +45,7 @@ class Scenario:
     step_fractions: tuple[float, ...] = (0.3, 0.7)
     table: bool = False  # a latency table: compare its entries, not its timings
     needs: list[str] = field(default_factory=list)  # scenarios whose output this one reads
+    extra: tuple[str, ...] = ("rename@last.pt:1", "rename@last.pt:2")  # checkpoint written, not yet renamed
 
 
 def scenarios(work: Path) -> list[Scenario]:
@@ -53,7 +54,7 @@ def scenarios(work: Path) -> list[Scenario]:
         Scenario("retrain-fasterseg", ["retrain", "fasterseg", "--out", "{out}", *COMMON]),
         Scenario("latency-build-fasterseg", ["latency", "build", "--space", "fasterseg", "--input", "64x64",
                                              "--repeats", "1", "--out", "{out}/table.json", *COMMON],
-                 kinds=("latency", "rename"), fractions=(0.25, 0.75), table=True),
+                 kinds=("latency", "rename"), fractions=(0.25, 0.75), table=True, extra=()),
         Scenario("search-fasterseg", ["search", "fasterseg", "--lut", lut, "--deploy-size", "64x64",
                                       "--out", "{out}", *COMMON], needs=["latency-build-fasterseg"]),
         Scenario("search-autodeeplab", ["search", "autodeeplab", "--out", "{out}", *COMMON]),
@@ -151,6 +152,7 @@ def compare(ref: Path, got: Path, table: bool) -> list[str]:
 # -- the campaign ------------------------------------------------------------------------------------------
 
 def points_of(sc: Scenario, counts: dict[str, int]) -> list[tuple[str, int]]:
+    """Kills at fractions of each kind's count, then the scenario's named points (e.g. a checkpoint's rename)."""
     out = []
     for kind in sc.kinds:
         n = counts.get(kind, 0)
@@ -158,6 +160,7 @@ def points_of(sc: Scenario, counts: dict[str, int]) -> list[tuple[str, int]]:
         for f in fractions:
             if n:
                 out.append((kind, max(1, min(n, round(f * n)))))
+    out += [(point.rsplit(":", 1)[0], int(point.rsplit(":", 1)[1])) for point in sc.extra]
     return list(dict.fromkeys(out))
 
 
@@ -180,17 +183,22 @@ def campaign(work: Path, quick: bool, only: list[str] | None) -> dict[str, Any]:
             ref.mkdir(parents=True)
             code = run(fill(sc.argv, ref), f"count:{counts_file}")
             if code != 0:
+                counts_file.unlink(missing_ok=True)
                 raise SystemExit(f"{sc.name}: the unbroken run failed ({code})")
         ref_s = time.perf_counter() - t0
         counts = json.loads(counts_file.read_text())
         census[sc.name] = {"events": counts, "reference_s": round(ref_s, 1)}
         points = points_of(sc, counts)[: 2 if quick else None]
         for kind, n in points:
-            out = work / sc.name / f"{kind}-{n}"
+            out = work / sc.name / f"{kind.replace('@', '-')}-{n}"
+            if (out / "point.json").is_file():  # done by an earlier invocation: rerunning the script continues
+                rows.append(json.loads((out / "point.json").read_text()))
+                continue
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir(parents=True)
             t0 = time.perf_counter()
             killed = run(fill(sc.argv, out), f"{kind}:{n}")
+            how = "--resume" if (out / "checkpoints" / "last.pt").is_file() else "rerun"  # as the kill left it
             attempts = []
             while len(attempts) < 3:
                 attempts.append(run(continue_argv(sc, out), "count:/dev/null"))
@@ -198,10 +206,11 @@ def campaign(work: Path, quick: bool, only: list[str] | None) -> dict[str, Any]:
                     break
             diffs = compare(ref, out, sc.table) if attempts[-1] == 0 else ["did not finish"]
             row = {"scenario": sc.name, "point": f"{kind}:{n}", "of": counts.get(kind), "killed": killed == -9,
-                   "continued_with": "--resume" if (out / "checkpoints" / "last.pt").is_file() else "rerun",
+                   "continued_with": how,
                    "continue_codes": attempts, "identical": killed == -9 and not diffs, "differences": diffs[:8],
                    "seconds": round(time.perf_counter() - t0, 1)}
             rows.append(row)
+            (out / "point.json").write_text(json.dumps(row) + "\n")
             print(f"{sc.name:<26} {kind}:{n:<4} of {counts.get(kind)}: killed={row['killed']} "
                   f"continued={attempts} identical={row['identical']} {diffs[:3] if diffs else ''}", flush=True)
     killed = [r for r in rows if r["killed"]]

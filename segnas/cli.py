@@ -1,4 +1,4 @@
-"""The ``segnas`` command line: search, methods, latency, retrain, evaluate, profile, correlate, zoo, show, demo.
+"""The ``segnas`` command line: search, methods, latency, retrain, evaluate, profile, correlate, zoo, show, export, demo.
 
 User mistakes end with one line on stderr and exit status 2; no traceback.
 """
@@ -16,6 +16,7 @@ from .bounds import MAX_SIDE, gib, machine_memory
 from .errors import GenotypeError, SegnasError
 from .genotype import Genotype
 from .genotype import load as load_genotype
+from .export_cli import add_export_parser
 from .outputs import claim_file, claim_folder, marked
 
 
@@ -115,10 +116,15 @@ def _resume_flags(args: argparse.Namespace, extra: tuple[tuple[str, object], ...
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from .engine import distributed
     from .methods import get_method
+    from .strategies import ONE_SHOT
 
     method = get_method(args.method)
     strategy = method.strategy(args.strategy)
+    if distributed.launched() and strategy not in ONE_SHOT:
+        raise SegnasError(f"strategy {strategy} trains separate trials, which torchrun does not share out; run it "
+                          "in one process and spread the trials with --executor local or ray")
     if (args.lut or args.deploy_size) and (method.latency_table is None or method.name not in
                                            method.sections(strategy)):
         raise SegnasError(f"--lut and --deploy-size belong to latency-aware searches; {args.method} with "
@@ -312,7 +318,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"no drawing for space {g.space} yet")
         return 0
     # the default name is the archid (a hash): text inside a genotype never chooses where a file lands
-    png = claim_file(Path(args.png) if args.png else Path(f"{g.archid}.png"), "show", args.force)
+    png = claim_file(Path(args.png) if args.png else Path(f"{g.archid}.png"), "draw", args.force)
     draw_genotype(g, png)
     print(f"drawing -> {png}")
     return 0
@@ -422,6 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace a file segnas did not write")
     p.set_defaults(func=cmd_show)
 
+    add_export_parser(sub)
+
     p = sub.add_parser("demo", help="the end-to-end demo on the built-in dataset")
     p.add_argument("--out", default=None, help="run folder (default: runs/demo-DATE-TIME)")
     p.add_argument("--quick", action="store_true", help="a seconds-long version (used by the tests)")
@@ -431,7 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if int(os.environ.get("RANK", "0")) > 0:  # under torchrun the first process alone reports
+    from .engine import distributed
+
+    if not distributed.is_main():  # under torchrun the first process alone reports
         sys.stdout = open(os.devnull, "w")
     try:
         return args.func(args)

@@ -25,7 +25,15 @@ MAX_CONFIG_BYTES = 4 * 2**20  # a run's config.yaml is a few kB
 
 
 class StrictLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (safe_load keeps the last, silently)."""
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (safe_load keeps the last, silently)
+    and aliases (``*name``): a few lines of nested aliases expand to billions of nodes (an "alias bomb")."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, f"alias *{event.anchor} is not supported in a config; "
+                                              "write the value out", event.start_mark)
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[tuple[str, str]] = set()

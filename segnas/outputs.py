@@ -21,7 +21,6 @@ from .fileio import atomic_write_text
 
 MARK = "segnas_output"
 FOLDER_MARK = ".segnas"
-LEGACY_JSON_KEYS = ("segnas_run", "segnas_correlation")  # marks written before this module existed
 
 
 def mark_of(path: str | os.PathLike) -> str | None:
@@ -37,24 +36,26 @@ def mark_of(path: str | os.PathLike) -> str | None:
                 return (getattr(im, "text", None) or {}).get(MARK)
         if path.suffix.lower() == ".json":
             data = json.loads(path.read_text())
-            if not isinstance(data, dict):
-                return None
-            if MARK in data:
-                return str(data[MARK])
-            return next((key for key in LEGACY_JSON_KEYS if data.get(key)), None)
-    except (OSError, ValueError, AttributeError, RecursionError):
+            return str(data[MARK]) if isinstance(data, dict) and MARK in data else None
+        if path.suffix.lower() == ".onnx":
+            import onnx
+
+            model = onnx.load(str(path), load_external_data=False)
+            return next((p.value for p in model.metadata_props if p.key == MARK), None)
+    except Exception:  # unreadable, foreign or corrupt: not ours
         return None
     return None
 
 
-def claim_file(path: str | os.PathLike, command: str, force: bool = False) -> Path:
-    """``path`` as a file ``segnas <command>`` may (re)write: new, written by segnas, or ``force``."""
+def claim_file(path: str | os.PathLike, mark: str, force: bool = False) -> Path:
+    """``path`` as a file a command writing outputs marked ``mark`` may (re)write: new, one with that same
+    mark (the command's own earlier output), or ``force``."""
     path = Path(path)
     if path.is_dir():
-        raise ConfigError(f"{path}: is a folder; give a file path for the {command} output")
-    if path.exists() and not force and mark_of(path) is None:
-        raise ConfigError(f"{path}: exists and was not written by segnas; choose another path or pass --force "
-                          "to replace it")
+        raise ConfigError(f"{path}: is a folder; give a file path for the output")
+    if path.exists() and not force and mark_of(path) != mark:
+        raise ConfigError(f"{path}: exists and was not written by this segnas command; choose another path or "
+                          "pass --force to replace it")
     if not path.parent.is_dir():
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -86,8 +86,8 @@ def test_claim_folder_marks_first_and_knows_other_commands(tmp_path):
     with pytest.raises(segnas.errors.ConfigError, match="--force"):
         claim_folder(user, "evaluate")
     assert claim_folder(user, "evaluate", force=True) == user and (user / "a.txt").read_text() == "a"
-    with pytest.raises(segnas.errors.ConfigError, match="not written by segnas"):
-        claim_file(user / "a.txt", "show")
+    with pytest.raises(segnas.errors.ConfigError, match="not written by this segnas command"):
+        claim_file(user / "a.txt", "draw")
 
 
 # -- full disk and short writes ------------------------------------------------------------------------------
@@ -125,7 +125,7 @@ def test_a_short_checkpoint_write_is_one_line_and_the_run_resumes(tmp_path, monk
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
 
 
-def test_a_failed_log_or_json_write_is_one_cli_line(capsys, tmp_path, monkeypatch):
+def test_a_failed_json_write_keeps_the_old_file_and_a_failed_log_append_is_one_line(tmp_path, monkeypatch):
     import segnas.fileio as fileio
 
     target = tmp_path / "out.json"
@@ -135,9 +135,21 @@ def test_a_failed_log_or_json_write_is_one_cli_line(capsys, tmp_path, monkeypatc
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(fileio.os, "fsync", no_space)
-    with pytest.raises(OutputError, match="No space left on device"):
+    with pytest.raises(OutputError, match="out.json: cannot write .No space left on device"):
         atomic_write_text(target, '{"new": 2}\n')
     assert target.read_text() == '{"old": 1}\n' and sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+    log = tmp_path / "metrics.jsonl"
+    log.mkdir()  # an append the file system refuses (here: the name is a folder)
+    with pytest.raises(OutputError, match="metrics.jsonl: cannot write"):
+        fileio.append_text(log, '{"step": 2}\n')
+
+
+def test_show_does_not_replace_another_commands_output(capsys, tmp_path):
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text('{"segnas_output": "evaluate", "miou": 0.5}\n')
+    code, _, err = run_cli(capsys, "show", "fasterseg", "--png", str(metrics))
+    assert_one_line_error(code, err, metrics, "--force")
+    assert "evaluate" in metrics.read_text()
 
 
 def _mount_tmpfs(path: Path, size: str) -> bool:

@@ -17,16 +17,18 @@ assumed (:func:`check_identical`).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from ..errors import ConfigError, SegnasError
+
+T = TypeVar("T")
 
 
 def launched() -> bool:
@@ -103,13 +105,14 @@ def shard(items: Sequence[Any], key: str = "the batch size") -> Sequence[Any]:
         return items
     check_batch(len(items), key)
     b = len(items) // w
-    r = rank()
+    r = rank()  # world_size() > 1: a process group is up
     return items[r * b:(r + 1) * b]
 
 
 def eval_share(n: int) -> range:
-    """The indices of an ``n``-image evaluation set this rank scores (contiguous, sizes differing by at most 1)."""
-    w, r = world_size(), rank()
+    """The indices of an ``n``-image evaluation set this rank scores (contiguous, sizes differing by at most 1);
+    all of them outside a process group (e.g. ``segnas evaluate`` started by torchrun)."""
+    w, r = world_size(), (rank() if active() else 0)
     return range(r * n // w, (r + 1) * n // w)
 
 
@@ -160,6 +163,25 @@ def broadcast_object(obj: Any) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, 0)
     return box[0]
+
+
+def on_main(write: Callable[[], T]) -> T | None:
+    """Run ``write`` on rank 0 alone and keep every rank in step with it: a failure there (a full disk, a
+    bad file) is raised on every rank as the same one line, so no process waits for ever in a collective."""
+    if not active():
+        return write()
+    result, error, failure = None, None, None
+    if is_main():
+        try:
+            result = write()
+        except Exception as e:  # shared first, then raised: the other ranks must not wait for ever
+            failure, error = e, str(e) if isinstance(e, SegnasError) else f"process 0 failed: {type(e).__name__}: {e}"
+    error = broadcast_object(error)
+    if failure is not None:
+        raise failure
+    if error is not None:
+        raise SegnasError(error)
+    return result
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:

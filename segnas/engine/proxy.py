@@ -298,14 +298,14 @@ def prepare(cfg: RunConfig, run: Path, device: torch.device, section: str) -> di
     folder = Path(pc.cache_dir) if pc.cache_dir else run / "feature_cache"
     folder.mkdir(parents=True, exist_ok=True)
     encoder = reference_encoder(cfg.seed, pc.encoder_weights).to(device)
-    train_cache, new_train = encoder_outputs(folder, encoder, data.stage1, device)
-    held_cache, new_held = encoder_outputs(folder, encoder, data.held_out, device)
+    train_cache, _ = encoder_outputs(folder, encoder, data.stage1, device)
+    held_cache, _ = encoder_outputs(folder, encoder, data.held_out, device)
     atomic_write_text(folder / "stage1.json", json.dumps({"train_split_indices": data.splits["stage1"]}))
     scratch = (f"encoder: no {section}.encoder_weights given, so it starts from random weights (seed {cfg.seed}), "
                "stays fixed in stage 1 and trains from scratch in stage 2")
     notes = [f"encoder: weights from {pc.encoder_weights}" if pc.encoder_weights else scratch,
-             (f"stage 1: {len(data.stage1)} images without augmentation, encoder outputs "
-              f"{'computed' if new_train or new_held else 'reused'} in {folder}; "
+             (f"stage 1: {len(data.stage1)} images without augmentation, encoder outputs cached in {folder} "
+              "(reused when present: a continued or repeated run reads them); "
               f"{len(data.held_out)} held-out images score the trials")]
     teacher, note = _teacher_logits(pc, folder, data, data.stage1.num_classes, device)
     if note:

@@ -22,6 +22,7 @@ import yaml
 from ..errors import ConfigError
 from ..fileio import TEMP_SUFFIX, append_text, atomic_write_text, remove_partial_writes
 from ..outputs import claim_folder, mark_of
+from . import distributed
 
 
 MARKER = "segnas_run"
@@ -55,20 +56,15 @@ def prepare_run_dir(path: str | os.PathLike, resume: bool) -> Path:
         raise ConfigError(f"{path}: cannot create the run folder ({e.strerror}); choose another --out") from None
     if ours:
         _drop_partial_writes(path)
-    elif _first_process():
+    elif distributed.is_main():
         claim_folder(path, "run")  # the mark comes first: a start killed at any later point can start again
     return path
-
-
-def _first_process() -> bool:
-    """Under torchrun only the first process writes the run folder."""
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _drop_partial_writes(run: Path) -> None:
     """Remove the temporary files of atomic writes a killed run left behind (never a finished file).
     Under torchrun only the first process does, as only it writes."""
-    if _first_process():
+    if distributed.is_main():
         for folder in (run, run / "checkpoints", run / "genotypes"):
             remove_partial_writes(folder)
 

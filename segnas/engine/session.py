@@ -189,10 +189,12 @@ class RunSession:
 
     def begin(self) -> None:
         """Write the config and environment of a new run (nothing on resume: they are the run's own)."""
-        if self.ckpt is None and self.main:
-            write_yaml(self.run / "config.yaml", to_dict(self.cfg))
-            write_json(self.run / "env.json", {**environment(self.cfg.seed, str(self.device)),
-                                               **distributed.describe()})
+        if self.ckpt is None:
+            def write() -> None:
+                write_yaml(self.run / "config.yaml", to_dict(self.cfg))
+                write_json(self.run / "env.json", {**environment(self.cfg.seed, str(self.device)),
+                                                   **distributed.describe()})
+            distributed.on_main(write)
 
     def open_logs(self, step: int) -> None:
         """``metrics.jsonl`` and TensorBoard, continued from ``step`` (the checkpoint's; 0 for a new run);
@@ -201,7 +203,7 @@ class RunSession:
             self.log, self.writer = _NullLog(), _NullWriter()
             return
         # a fresh run drops whatever a failed earlier start logged; a resumed one what came after its checkpoint
-        self.log = MetricsLog(self.run / "metrics.jsonl", resume_step=step)
+        self.log = MetricsLog(self.run / "metrics.jsonl", resume_step=step if self.ckpt is not None else -1)
         self.writer = tensorboard(self.run / "tb", purge_step=step + 1)
 
     def save(self, payload: dict[str, Any], name: str = "last.pt") -> Path:
@@ -216,9 +218,7 @@ class RunSession:
         if distributed.active():
             distributed.check_identical([(k, t) for k, t in distributed.named_tensors(payload)
                                          if not k.endswith("_rng")], f"{self.run}: checkpoint {name}")
-        if self.main:
-            atomic_save(payload, path)
-        distributed.barrier()
+        distributed.on_main(lambda: atomic_save(payload, path))
         if name == "last.pt" and "step" in payload:
             self.last_good = (path, int(payload["step"]))
         return path
@@ -236,9 +236,7 @@ class RunSession:
     def finish(self, result: dict[str, Any]) -> dict[str, Any]:
         """Write ``result.json`` (rank 0) with the process layout; every rank returns the result."""
         result = {**result, **distributed.describe()}
-        if self.main:
-            write_json(self.run / "result.json", result)
-        distributed.barrier()
+        distributed.on_main(lambda: write_json(self.run / "result.json", result))
         return result
 
 

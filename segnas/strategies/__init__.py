@@ -18,6 +18,8 @@ STRATEGIES: dict[str, Callable[..., dict[str, Any]]] = {"differentiable": run_di
                                                         "dots": dots.run_dots,
                                                         "random": multi_trial.run_random,
                                                         "ppo": multi_trial.run_ppo}
+# one-shot strategies (one supernet trained in this run: they run under torchrun); the others train trials
+ONE_SHOT = frozenset({"differentiable", "dots"})
 # strategies that search a space's supernet problem through their own wrapper of it (rebuilt to read a run)
 WRAPS: dict[str, Callable[..., Any]] = {"dots": dots.DotsProblem}
 # what a space must offer for each strategy (said when a method does not accept one)
@@ -47,4 +49,4 @@ def strategy_presets(name: str) -> dict[str, dict[str, Any]]:
     return _PRESETS.get(name, {})
 
 
-__all__ = ["NEEDS", "SECTION_NAMES", "STRATEGIES", "WRAPS", "BilevelProblem", "run_differentiable", "strategy_presets", "strategy_sections"]
+__all__ = ["NEEDS", "ONE_SHOT", "SECTION_NAMES", "STRATEGIES", "WRAPS", "BilevelProblem", "run_differentiable", "strategy_presets", "strategy_sections"]

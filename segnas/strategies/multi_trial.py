@@ -397,7 +397,8 @@ def run_trials(strategy: str, method, cfg: RunConfig, out: str | Path, resume: b
                     gate.load_state_dict(ckpt["search"]["gate"])
             session.open_logs(len(trials))
             for note in context.get("notes", []):
-                session.log.write({"step": len(trials), "note": note})
+                if ckpt is None:  # the log holds them once: a resume prints them but ends with the same log
+                    session.log.write({"step": len(trials), "note": note})
                 if progress:
                     tqdm.write(note)
             t_start = time.perf_counter()
@@ -460,7 +461,7 @@ def _finish(session: RunSession, method, strategy: str, spec: StagedTrial, cfg: 
     return session.finish({
         "run_dir": str(run), "method": method.name, "strategy": strategy, "trials": trials, "failed": failed,
         "invalid_draws": getattr(sampler, "invalid", 0), "wall_s": wall, "num_classes": context["num_classes"],
-        "notes": context.get("notes", []), "final": final, "config": to_dict(cfg),
+        "notes": [r["note"] for r in session.log.read() if "note" in r] or context.get("notes", []), "final": final, "config": to_dict(cfg),
         "trials_csv": str(run / "trials.csv"), "trials_md": str(run / "trials.md"),
         "rewards_png": str(run / "rewards.png"),
         **{f"{name}_genotype": str(run / f"{name}.json") for name in names}})
