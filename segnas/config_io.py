@@ -82,15 +82,7 @@ def load_yaml(text: str, source: str) -> Any:
 
 def read_yaml(path: Path) -> Any:
     """A config file's YAML value, refusing one over ``MAX_CONFIG_BYTES`` before reading it."""
-    size = path.stat().st_size
-    if size > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: {size / 2**20:.1f} MB; a config file is at most {MAX_CONFIG_BYTES // 2**20} MB, "
-                          "so this is not one: check the path")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); a config file is YAML text") from None
-    return load_yaml(text, str(path))
+    return load_yaml(jsonio.read_text(path, "a config file", ConfigError, MAX_CONFIG_BYTES, "YAML text"), str(path))
 
 
 def check_type(value: Any, tp: Any, key: str) -> Any:

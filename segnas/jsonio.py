@@ -100,17 +100,21 @@ def check_value(value: Any, source: str, what: str, error: type[SegnasError] = S
     return value
 
 
-def read(path: str | os.PathLike[str], what: str, error: type[SegnasError] = SegnasError,
-         max_bytes: int = MAX_JSON_BYTES) -> Any:
-    """The JSON value of file ``path``, refusing a file over ``max_bytes`` before reading it."""
+def read_text(path: str | os.PathLike[str], what: str, error: type[SegnasError], max_bytes: int,
+              kind: str = "a JSON file") -> str:
+    """The UTF-8 text of ``path``, refusing a file over ``max_bytes`` before reading it (JSON and YAML inputs)."""
     path = Path(path)
     size = path.stat().st_size
     if size > max_bytes:
         raise error(f"{path}: {size / 2**20:.1f} MB; {what} is at most {max_bytes // 2**20} MB, "
                     "so this is not one: check the path")
     try:
-        text = path.read_bytes().decode("utf-8")
+        return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
-        raise error(f"{path}: not UTF-8 text (byte {e.start}); {what} is a JSON file, "
-                    "fix or replace it") from None
-    return loads(text, str(path), what, error)
+        raise error(f"{path}: not UTF-8 text (byte {e.start}); {what} is {kind}, fix or replace it") from None
+
+
+def read(path: str | os.PathLike[str], what: str, error: type[SegnasError] = SegnasError,
+         max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """The JSON value of file ``path``, refusing a file over ``max_bytes`` before reading it."""
+    return loads(read_text(path, what, error, max_bytes), str(path), what, error)
