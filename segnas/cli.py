@@ -80,14 +80,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     out = Path(args.out)
     resume_overrides = None
     if args.resume:
-        changed = [flag for flag, value in (("--set", args.overrides), ("--config", args.config),
-                                            ("--data", args.data), ("--root", args.root),
-                                            ("--num-classes", args.num_classes), ("--seed", args.seed),
-                                            ("--teacher", args.teacher),
-                                            ("--no-data-check", args.no_data_check)) if value]
-        if changed:
-            raise SegnasError(f"--resume continues {out} with its own config; drop {', '.join(changed)} "
-                              "(only --device and --threads may change)")
+        _resume_flags(args, (("--teacher", args.teacher),))
         genotype = load_genotype(out / "genotype.json") if args.genotype is None else resolve_genotype(args.genotype)
         cfg = make_config(args.preset)  # replaced by the run's own config on resume
         resume_overrides = {k: getattr(args, k) for k in ("device", "threads") if getattr(args, k) is not None}

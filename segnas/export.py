@@ -31,7 +31,6 @@ import json
 import os
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -262,10 +261,6 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str] | None:
     return meta if meta.get(MARK) == COMMAND else None
 
 
-def _claim(out_path: str | os.PathLike, force: bool) -> Path:
-    return claim_file(out_path, COMMAND, force)
-
-
 def export_onnx(net_or_genotype: nn.Module | Genotype, out_path: str | os.PathLike,
                 input_size: Sequence[int] = (512, 1024), num_classes: int | None = None,
                 class_names: Sequence[str] | None = None, genotype: Genotype | None = None, opset: int = 17,
@@ -294,7 +289,7 @@ def export_onnx(net_or_genotype: nn.Module | Genotype, out_path: str | os.PathLi
                                     or num_classes < 1):
         raise ConfigError(f"num_classes is {num_classes!r}; give a positive integer")
     net, genotype, untrained = _resolve_network(net_or_genotype, num_classes, genotype, seed)
-    path = _claim(out_path, force)
+    path = claim_file(out_path, COMMAND, force)
 
     was_training = net.training
     try:

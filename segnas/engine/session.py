@@ -109,21 +109,10 @@ class Diverged(SegnasError):
         super().__init__(f"diverged at step {step}: {detail}" + (f"; {hint}" if hint else ""))
 
 
-def non_finite(obj: Any, path: str = "") -> str | None:
-    """The path of the first floating tensor in ``obj`` holding NaN or infinity, else None."""
-    if isinstance(obj, torch.Tensor):
-        return path or "tensor" if obj.is_floating_point() and not bool(torch.isfinite(obj).all()) else None
-    if isinstance(obj, dict):
-        items = obj.items()
-    elif isinstance(obj, (list, tuple)):
-        items = enumerate(obj)
-    else:
-        return None
-    for key, value in items:
-        found = non_finite(value, f"{path}.{key}" if path else str(key))
-        if found:
-            return found
-    return None
+def non_finite(obj: Any) -> str | None:
+    """The path of the first floating tensor in ``obj`` (a nested payload) holding NaN or infinity, else None."""
+    return next((name for name, t in distributed.named_tensors(obj)
+                 if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
 
 
 class RunSession:
