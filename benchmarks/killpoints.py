@@ -65,7 +65,7 @@ def arm(point: str, n: int) -> None:
     elif point == "log":
         rundir.MetricsLog.write = _dying(rundir.MetricsLog.write, n, point)
     elif point == "latency":
-        latency.measure_latency = _dying(latency.measure_latency, n, point)
+        latency.time_entry = _dying(latency.time_entry, n, point)
     else:
         raise SystemExit(f"unknown kill point {point!r}; choose step, rename, write, log or latency")
 

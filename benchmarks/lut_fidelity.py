@@ -12,7 +12,11 @@ segnas.objectives.latency): a slow spell of a shared machine can only lengthen
 a round. r against each network's median round is reported beside it, with
 the rounds' spread, so a noisy machine shows in the JSON.
 
-    python benchmarks/lut_fidelity.py [--quick] [--json benchmarks/results/lut_fidelity_cpu.json]
+The table and the networks are timed on one backend (``--backend``, see
+segnas.backends: eager, compile, onnxruntime, bf16); run once per backend for
+r per backend.
+
+    python benchmarks/lut_fidelity.py [--quick] [--backend onnxruntime] [--json benchmarks/results/lut_fidelity_cpu.json]
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import torch  # noqa: E402
 
 from _common import machine, peak_rss_mb, write  # noqa: E402
 from segnas import zoo  # noqa: E402
+from segnas.backends import BACKENDS  # noqa: E402
 from segnas.objectives import LatencyTable, interleaved_fastest, latency_environment  # noqa: E402
 from segnas.objectives.latency import FLUSH_MB, TABLE_FORMAT  # noqa: E402
 from segnas.profile import measure_latency  # noqa: E402
@@ -57,7 +62,7 @@ def _spread(times: list[float]) -> float:
     return float((q[2] - q[0]) / q[1])
 
 
-def _burst_entries(table, keys, repeats):
+def _burst_entries(table, keys, repeats, backend):
     """The same entries timed the format-2 way, for comparison: each in one burst of
     ``repeats`` calls (flushed caches), keeping the median."""
     out = {}
@@ -65,7 +70,7 @@ def _burst_entries(table, keys, repeats):
         for key in dict.fromkeys(keys):
             module, shapes = probe(key)
             out[key.id] = measure_latency(module, shapes, "cpu", 2, repeats, threads=table.environment["threads"],
-                                          flush_mb=FLUSH_MB)["latency_ms"]
+                                          flush_mb=FLUSH_MB, backend=backend)["latency_ms"]
     return out
 
 
@@ -80,13 +85,14 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="30 networks, fewer repeats (under 5 minutes)")
     ap.add_argument("--burst-table", action="store_true",
                     help="also time every entry in one burst (the format-2 way) and report r for that table")
+    ap.add_argument("--backend", default="eager", choices=BACKENDS, help="what the table and networks time")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     hw = tuple(int(v) for v in args.input.split("x"))
     n_nets, repeats = (30, 5) if args.quick else (max(30, args.nets), args.repeats)
     space = get_space("fasterseg")
     space_args = space.default_args()
-    env = latency_environment("cpu")
+    env = latency_environment("cpu", backend=args.backend)
     t0 = time.perf_counter()
     lut_path = Path(args.lut) if args.lut else None
     table = LatencyTable.load(lut_path, env) if lut_path and lut_path.is_file() else LatencyTable(env)
@@ -102,12 +108,12 @@ def main() -> int:
     if lut_path:
         table.save(lut_path)
     lut_s = time.perf_counter() - t0
-    burst = _burst_entries(table, needed, repeats) if args.burst_table else None
+    burst = _burst_entries(table, needed, repeats, args.backend) if args.burst_table else None
     nets = []
     for i, g in enumerate(genotypes + cal_genotypes):
         torch.manual_seed(i)
         nets.append(space.build(g, args.num_classes, aux=False).eval())
-    times = interleaved_fastest(nets, (1, 3, *hw), "cpu", rounds=repeats)
+    times = interleaved_fastest(nets, (1, 3, *hw), "cpu", rounds=repeats, backend=args.backend)
     cal = table.calibrate([(min(times[len(genotypes) + i]), network_keys(g, hw, args.num_classes))
                            for i, g in enumerate(cal_genotypes)])
     rows = [{"archid": g.archid, "zoo": i == 0,
@@ -127,7 +133,7 @@ def main() -> int:
         burst_r = {"pearson_r": float(np.corrcoef(est_burst, meas)[0, 1]),
                    "pearson_r_median_round": float(np.corrcoef(est_burst, meas_median)[0, 1])}
     write({
-        "benchmark": "lut_fidelity", "space": "fasterseg", "input": list(hw), "num_classes": args.num_classes,
+        "benchmark": "lut_fidelity", "backend": env["backend"], "space": "fasterseg", "input": list(hw), "num_classes": args.num_classes,
         "quick": args.quick, "networks": len(rows), "repeats": repeats, "entries_measured": built,
         "pearson_r": pearson, "target_pearson_r": 0.99, "meets_target": pearson >= 0.99,
         "measured_statistic": "fastest of the interleaved rounds", "table_format": TABLE_FORMAT,

@@ -1,4 +1,6 @@
-"""The ``segnas`` command line: search, methods, latency, retrain, evaluate, profile, correlate, zoo, show, export, demo.
+"""The ``segnas`` command line: search, retrain, evaluate, profile, export, report, compare and more.
+
+Commands: search, methods, latency, retrain, evaluate, profile, correlate, zoo, show, export, report, compare, demo.
 
 User mistakes end with one line on stderr and exit status 2; no traceback.
 """
@@ -16,7 +18,10 @@ from .bounds import MAX_SIDE, gib, machine_memory
 from .errors import GenotypeError, SegnasError
 from .genotype import Genotype
 from .genotype import load as load_genotype
+from .backends import BACKENDS as BACKEND_NAMES
+from .compare_cli import add_compare_parser
 from .export_cli import add_export_parser
+from .report_cli import add_report_parser
 from .outputs import claim_file, claim_folder, marked
 
 
@@ -166,6 +171,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def cmd_latency(args: argparse.Namespace) -> int:
+    from .backends import unavailable
     from .engine.loaders import make_datasets
     from .engine.session import resolve_device
     from .methods import METHODS, method_for_space
@@ -183,17 +189,21 @@ def cmd_latency(args: argparse.Namespace) -> int:
     if args.extend and args.force:
         raise SegnasError("--extend keeps the table's entries and --force replaces it; pass one of them")
     cfg = method.config(args.preset, args.config, args.overrides, _cli_extra(args))
-    num_classes = cfg.data.num_classes or make_datasets(cfg.data, cfg.seed)[0].num_classes
     device = resolve_device(cfg.device)
+    why = unavailable(args.backend, device)
+    if why is not None:
+        raise SegnasError(f"--backend {args.backend}: {why}")
+    num_classes = cfg.data.num_classes or make_datasets(cfg.data, cfg.seed)[0].num_classes
     if cfg.threads:
         import torch
         torch.set_num_threads(cfg.threads)
     table, measured, cal, lines = method.latency_table(cfg, num_classes, args.input, out, args.extend and not args.force,
-                                                       args.repeats, device, not args.quiet)
+                                                       args.repeats, device, not args.quiet, backend=args.backend)
     table.save(out)
     env = table.environment
     print(f"{out}: {len(table)} entries ({measured} measured now) for {args.space} at "
-          f"{args.input[0]}x{args.input[1]}, {num_classes} classes, on {env['device']} with {env['threads']} threads; "
+          f"{args.input[0]}x{args.input[1]}, {num_classes} classes, on {env['device']} ({env['backend']}) with "
+          f"{env['threads']} threads; "
           f"calibrated on {cal['networks']} whole networks (x{cal['factor']:.2f})")
     for line in lines:
         print(line)
@@ -201,6 +211,7 @@ def cmd_latency(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .backends import deploy_module
     from .config import make_config
     from .data import EvalTransform, build_dataset
     from .engine import evaluate, load_checkpoint, model_from_checkpoint, per_class_table
@@ -221,8 +232,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model, genotype = model_from_checkpoint(ckpt, ds.num_classes)
     out = claim_folder(Path(args.out) if args.out else Path(ckpt["path"]).parent.parent / f"eval_{args.split}",
                        "evaluate", args.force)
-    metrics = evaluate(model.to(cfg.device), eval_loader(ds), ds.num_classes, cfg.device, ds.ignore_index,
-                       save_dir=out / "predictions", palette=ds.palette, max_images=args.save_predictions)
+    # the network as deployed (BatchNorm folded, channels_last): what users run, and faster
+    metrics = evaluate(deploy_module(model, cfg.device), eval_loader(ds), ds.num_classes, cfg.device,
+                       ds.ignore_index, save_dir=out / "predictions", palette=ds.palette,
+                       max_images=args.save_predictions, channels_last=True)
     print(f"{genotype.name or genotype.archid} on {cfg.data.dataset}/{args.split} ({len(ds)} images)")
     print(per_class_table(metrics, list(ds.class_names)))
     write_json(out / "metrics.json", marked({**metrics, "class_names": list(ds.class_names),
@@ -233,17 +246,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from .profile import profile
+    from .backends import parse_backends, peak_gflops, time_backends, unavailable
+    from .engine.session import resolve_device
+    from .export import refuse_size
+    from .profile import cpu_name, profile
     from .spaces import get_space
 
-    from .engine.session import resolve_device
-
     genotype = resolve_genotype(args.genotype)
-    for flag, value in (("--repeats", args.repeats), ("--batch", args.batch), ("--num-classes", args.num_classes),
+    for flag, value in (("--rounds", args.rounds), ("--batch", args.batch), ("--num-classes", args.num_classes),
                         ("--threads", args.threads or 1)):
         if value < 1:
             raise SegnasError(f"{flag} must be at least 1, got {value}")
-    resolve_device(args.device)
+    backends = parse_backends(args.backend)
+    device = resolve_device(args.device)
+    if not args.no_latency and len(backends) == 1 and unavailable(backends[0], device):
+        raise SegnasError(f"--backend {backends[0]}: {unavailable(backends[0], device)}")
     h, w = args.input
     memory = machine_memory()
     if memory is not None and args.batch * 3 * h * w * 4 > memory // 2:
@@ -251,9 +268,21 @@ def cmd_profile(args: argparse.Namespace) -> int:
                           f"{gib(args.batch * 3 * h * w * 4)}, more than half of this machine's {gib(memory)}; "
                           "give a smaller size or batch")
     net = get_space(genotype.space).build(genotype, args.num_classes, aux=True)
-    result = profile(net, (args.batch, 3, h, w), latency=not args.no_latency, device=args.device,
-                     repeats=args.repeats, warmup=args.warmup, threads=args.threads)
-    result["genotype"] = genotype.name or genotype.archid
+    shape = (args.batch, 3, h, w)
+    try:
+        result = profile(net, shape, latency=False)
+    except RuntimeError as e:  # a size the network cannot take: say which sizes it does
+        raise refuse_size(net, (h, w), " ".join(str(e).split())[:100]) from None
+    result.update(genotype=genotype.name or genotype.archid, num_classes=args.num_classes)
+    if not args.no_latency:
+        result.update(device=f"{device} ({cpu_name()})" if device.type == "cpu" else str(device),
+                      threads=int(args.threads or torch_threads()), rounds=args.rounds,
+                      backends=time_backends(net, shape, backends, rounds=args.rounds, threads=args.threads,
+                                             device=device, flops=result["flops"]),
+                      peak=peak_gflops(device, args.threads))
+        for entry in result["backends"].values():
+            if entry.get("gflops_per_s") is not None:
+                entry["peak_fraction"] = entry["gflops_per_s"] / result["peak"]["gflops_per_s"]
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -261,10 +290,30 @@ def cmd_profile(args: argparse.Namespace) -> int:
     print(f"  params      {result['params'] / 1e6:8.3f} M  (with training-only aux heads "
           f"{result['params_with_aux'] / 1e6:.3f} M)")
     print(f"  multiply-adds {result['macs'] / 1e9:6.2f} G  (FLOPs {result['flops'] / 1e9:.2f} G)")
-    if "latency_ms" in result:
-        print(f"  latency     {result['latency_ms']:8.2f} ms  median of {result['latency_repeats']} "
-              f"on {result['device']}, {result['threads']} threads")
+    if "backends" in result:
+        print(f"  latency on {result['device']}, {result['threads']} threads: fastest of {args.rounds} "
+              "interleaved rounds")
+        print(f"  {'backend':<13}{'latency ms':>11}{'vs eager':>10}{'setup s':>9}{'GFLOP/s':>9}{'of peak':>9}"
+              f"{'max |diff|':>12}{'argmax':>10}")
+        eager = result["backends"].get("eager", {}).get("latency_ms")
+        for name, entry in result["backends"].items():
+            if entry["latency_ms"] is None:
+                print(f"  {name:<13}{'n/a: ' + entry['error']}")
+                continue
+            ratio = f"{entry['latency_ms'] / eager:.2f}x" if eager else "-"
+            print(f"  {name:<13}{entry['latency_ms']:>11.2f}{ratio:>10}{entry['setup_s']:>9.1f}"
+                  f"{entry['gflops_per_s']:>9.1f}{100 * entry['peak_fraction']:>8.0f}%"
+                  f"{entry['max_abs_diff']:>12.1e}{100 * entry['argmax_agreement']:>9.2f}%")
+        peak = result["peak"]
+        print(f"  peak        {peak['gflops_per_s']:.1f} GFLOP/s ({peak['conv']}, fastest of {peak['rounds']}); "
+              "eager = BatchNorm folded, channels_last, inference mode; diffs against the unfolded network")
     return 0
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def cmd_correlate(args: argparse.Namespace) -> int:
@@ -353,6 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--extend", action="store_true", help="add missing entries to an existing table")
     p.add_argument("--force", action="store_true", help="replace an existing --out file")
     p.add_argument("--repeats", type=int, default=5, help="timing rounds; each entry keeps its fastest")
+    p.add_argument("--backend", default="eager", choices=BACKEND_NAMES,
+                   help="what the table times: eager (default), compile, onnxruntime or bf16; a search uses the "
+                        "table only with the same fasterseg.backend")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _config_args(p)
     p.set_defaults(func=cmd_latency)
@@ -382,8 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int, default=19)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--backend", default="eager", metavar="B[,B...]",
+                   help="eager, compile, onnxruntime, bf16 (several separated by commas: a table side by side)")
+    p.add_argument("--rounds", type=int, default=10, help="interleaved timing rounds; each backend keeps its fastest")
     p.add_argument("--no-latency", action="store_true", help="count only, do not time")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_profile)
@@ -422,6 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_show)
 
     add_export_parser(sub)
+    add_report_parser(sub)
+    add_compare_parser(sub)
 
     p = sub.add_parser("demo", help="the end-to-end demo on the built-in dataset")
     p.add_argument("--out", default=None, help="run folder (default: runs/demo-DATE-TIME)")

@@ -106,6 +106,7 @@ class SearchConfig:
     space_args: dict = field(default_factory=dict)
     select_images: int = 16  # trainB images scoring the decoded architectures each epoch (0: none)
     sync_bn: bool = False  # under torchrun: batch-norm statistics over the global batch, not each process's share
+    time_budget: float = 0.0  # seconds of search on this device (kept across --resume); 0 = no cap
 
 
 @dataclass
@@ -219,6 +220,7 @@ _RANGES = {  # key: (lowest, highest, lowest allowed itself)
     "search.weight_decay": (0, None, True), "search.lr_decay": (0, 1, False), "search.poly_power": (0, None, False), "search.grad_clip": (0, None, False),
     "search.arch_lr": (0, None, False), "search.arch_weight_decay": (0, None, True),
     "search.select_images": (0, None, True), "search.lr_min": (0, None, True), "search.arch_batches": (1, None, True),
+    "search.time_budget": (0, None, True),
     "data.num_workers": (0, None, True), "data.synthetic_train": (1, None, True),
     "data.synthetic_val": (1, None, True), "data.num_classes": (1, 254, True), "threads": (1, None, True),
     "data.max_val_images": (1, None, True), "data.synthetic_seed": (0, 2**32 - 1, True), "seed": (0, 2**32 - 1, True),

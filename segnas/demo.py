@@ -10,7 +10,8 @@ far beyond a fine branch's receptive field: a network needs a branch ending at
    (+-25% multiply-adds), a hand-designed network of similar latency and the
    zoo FasterSeg;
 3. prints mIoU, whether each has the planted property, parameters,
-   multiply-adds and measured CPU latency side by side.
+   multiply-adds and measured CPU latency side by side;
+4. ends with ``segnas report`` of the run folder: one HTML page of every run.
 
 Everything is small enough for about six minutes on two CPU cores; the
 figures show the search at work, not the paper's numbers.
@@ -36,6 +37,8 @@ from .genotype import load as load_genotype
 from .objectives.latency import LatencyTable, interleaved_fastest
 from .outputs import claim_folder
 from .profile import profile
+from .report.cost import DEFAULT_BACKENDS
+from .report.html import write_report
 from .spaces import get_space
 from .spaces.fasterseg.lut import estimate_latency
 from .methods import get_method
@@ -138,4 +141,8 @@ def run_demo(out: Path | None = None, quick: bool = False) -> int:
         print(f"searched student {100 * searched:.1f} vs median of {len(random_mious)} random students "
               f"{100 * statistics.median(random_mious):.1f} mIoU ({100 * (searched - statistics.median(random_mious)):+.1f})")
     print(f"run folder: {out}  (search {search_s:.0f} s, total {time.perf_counter() - t0:.0f} s)")
+    # what ``segnas report`` on the run folder writes: every run of the demo on one self-contained page (the
+    # quick version counts its networks' cost without timing them again)
+    report = write_report(out, backends=DEFAULT_BACKENDS, latency=not quick)
+    print(f"report: {report}  (open it in a browser; it needs no network)")
     return 0

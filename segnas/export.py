@@ -26,10 +26,8 @@ exporting again to the same path replaces it while a foreign file is refused
 from __future__ import annotations
 
 import copy
-import io
 import json
 import os
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,6 +40,7 @@ from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from .errors import ConfigError, SegnasError
 from .fileio import atomic_write
 from .genotype import Genotype
+from .onnx_runtime import onnx_bytes, ort_session, require_onnxruntime
 from .ops.fold import count_batchnorms, inference_copy
 from .outputs import MARK, claim_file
 
@@ -60,13 +59,7 @@ class ExportError(SegnasError):
 
 
 def _check_onnx_installed() -> tuple[Any, Any]:
-    try:
-        import onnx
-        import onnxruntime
-    except ImportError as e:  # an optional dependency: say which and how to get it
-        raise ConfigError(f"export --format onnx needs the packages onnx and onnxruntime ({e.name} is missing); "
-                          "install them with: pip install onnx onnxruntime") from None
-    return onnx, onnxruntime
+    return require_onnxruntime("export --format onnx")
 
 
 def _check_size(size: Any, field: str = "input_size") -> tuple[int, int]:
@@ -97,7 +90,7 @@ def _eager(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _eager_fits(net: nn.Module, size: tuple[int, int]) -> str | None:
+def size_problem(net: nn.Module, size: tuple[int, int]) -> str | None:
     """None when ``net`` takes a 1x3xHxW input and gives logits of that size; else why not (short)."""
     try:
         out = _eager(net, torch.zeros(1, 3, *size))
@@ -113,13 +106,13 @@ def _round_up(v: int, d: int) -> int:
     return -(-v // d) * d
 
 
-def _refuse_size(net: nn.Module, size: tuple[int, int], why: str) -> ConfigError:
+def refuse_size(net: nn.Module, size: tuple[int, int], why: str) -> ConfigError:
     """The one-line error for a size the network cannot take, naming the sizes it does take."""
     h, w = size
     for d in STRIDES[1:]:
         fit = (_round_up(h, d), _round_up(w, d))
-        if max(fit) <= MAX_SIDE and _eager_fits(net, fit) is None and \
-                _eager_fits(net, (fit[0] + d, fit[1] + d)) is None:
+        if max(fit) <= MAX_SIDE and size_problem(net, fit) is None and \
+                size_problem(net, (fit[0] + d, fit[1] + d)) is None:
             return ConfigError(f"input size {h}x{w}: the network cannot take it ({why}); it accepts HxW "
                                f"divisible by {d}, e.g. {fit[0]}x{fit[1]}: choose such a size with --input")
     return ConfigError(f"input size {h}x{w}: the network cannot take it ({why}); no nearby size divisible by "
@@ -128,23 +121,11 @@ def _refuse_size(net: nn.Module, size: tuple[int, int], why: str) -> ConfigError
 
 def _export_bytes(net: nn.Module, size: tuple[int, int], opset: int, dynamic_hw: bool) -> bytes:
     axes = {0: "batch", 2: "height", 3: "width"} if dynamic_hw else {0: "batch"}
-    buf = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # tracer warnings about shapes: the probes below check the sizes
-        torch.onnx.export(net, (torch.zeros(1, 3, *size),), buf, input_names=["image"], output_names=["logits"],
-                          dynamic_axes={"image": axes, "logits": axes}, opset_version=opset,
-                          do_constant_folding=True, dynamo=False)
-    return buf.getvalue()
+    return onnx_bytes(net, [torch.zeros(1, 3, *size)], ["image"], ["logits"], {"image": axes, "logits": axes}, opset)
 
 
 def _session(model_bytes: bytes):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = max(1, torch.get_num_threads())
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 4  # fatal only: a probe that fails is expected, not an error to print
-    return ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])
+    return ort_session(model_bytes, quiet=True)
 
 
 def _run(session, x: torch.Tensor) -> np.ndarray:
@@ -295,12 +276,12 @@ def export_onnx(net_or_genotype: nn.Module | Genotype, out_path: str | os.PathLi
     try:
         net.eval()
         infer = inference_copy(net)
-        why = _eager_fits(infer, size)
+        why = size_problem(infer, size)
         if why is not None:
-            raise _refuse_size(infer, size, why)
+            raise refuse_size(infer, size, why)
         batches = _as_images(check_images, size)
         for batch in batches:
-            why = _eager_fits(infer, tuple(batch.shape[-2:]))
+            why = size_problem(infer, tuple(batch.shape[-2:]))
             if why is not None:
                 raise ConfigError(f"check_images of size {batch.shape[-2]}x{batch.shape[-1]}: the network cannot "
                                   f"take them ({why}); give images of the export size {size[0]}x{size[1]}")

@@ -3,6 +3,7 @@
 Everything a command writes carries its writer's mark, so running the command
 again may replace its own output while a user's file of the same name is
 refused: a JSON file holds the key ``segnas_output``, a PNG a text chunk of
+that name, an ONNX model a metadata entry, an HTML page a ``<meta>`` tag of
 that name, an output folder a ``.segnas`` file naming the command (a run
 folder is recognised by its ``env.json``, see :mod:`segnas.engine.rundir`).
 File names come from the command line or from content hashes (an archid),
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from .fileio import atomic_write_text
 
 MARK = "segnas_output"
 FOLDER_MARK = ".segnas"
+HTML_HEAD_BYTES = 4096  # an HTML page carries its mark in its head, within these first bytes
 
 
 def mark_of(path: str | os.PathLike) -> str | None:
@@ -37,6 +40,11 @@ def mark_of(path: str | os.PathLike) -> str | None:
         if path.suffix.lower() == ".json":
             data = json.loads(path.read_text())
             return str(data[MARK]) if isinstance(data, dict) and MARK in data else None
+        if path.suffix.lower() in (".html", ".htm"):  # a <meta> tag in the page's head
+            with open(path, "rb") as f:
+                head = f.read(HTML_HEAD_BYTES).decode("utf-8", errors="replace")
+            found = re.search(rf'<meta name="{MARK}" content="([A-Za-z0-9_-]+)">', head)
+            return found.group(1) if found else None
         if path.suffix.lower() == ".onnx":
             import onnx
 

@@ -14,7 +14,6 @@ import copy
 import math
 import platform
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
@@ -67,50 +66,29 @@ def count_flops(net: nn.Module, input_size: tuple[int, ...]) -> int:
     return int(counter.get_total_flops())
 
 
-@torch.no_grad()
 def measure_latency(net: nn.Module, input_size: tuple[int, ...] | list[tuple[int, ...]],
                     device: str | torch.device = "cpu", warmup: int = 3, repeats: int = 10,
-                    threads: int | None = None, channels_last: bool = False,
-                    flush_mb: float = 0.0) -> dict[str, Any]:
-    """Median wall-clock latency (ms) of ``net`` in eval mode on ``device``.
+                    threads: int | None = None, flush_mb: float = 0.0, backend: str = "eager") -> dict[str, Any]:
+    """Median wall-clock latency (ms) of ``net`` as deployed on ``backend`` (``segnas.backends``: for
+    ``eager``, BN folded, channels_last, inference mode) on ``device``.
 
     ``input_size`` is one shape, or a list of shapes for a module taking several inputs.
     ``flush_mb`` > 0 overwrites a buffer of that size before every call (not timed), so the
     module's weights and input come from the shared cache or memory, as they do when it runs
     inside a network after other layers, not from the private caches a repeated call keeps hot.
     """
+    from .backends import prepare, timed_call
+
     device = torch.device(device)
-    old_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        was_training = net.training
-        net.eval()
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        shapes = input_size if isinstance(input_size, list) else [input_size]
-        xs = [torch.randn(tuple(shape), device=device).contiguous(memory_format=memory_format)
-              for shape in shapes]
-        model = net.to(device, memory_format=memory_format)
-        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-        scratch = torch.zeros(int(flush_mb * 2**18), device=device) if flush_mb > 0 else None
-        for _ in range(warmup):
-            model(*xs)
-        sync()
-        times = []
-        for _ in range(repeats):
-            if scratch is not None:
-                scratch.add_(1.0)
-                sync()
-            t0 = time.perf_counter()
-            model(*xs)
-            sync()
-            times.append((time.perf_counter() - t0) * 1000.0)
-        net.train(was_training)
-        return {"latency_ms": statistics.median(times), "latency_min_ms": min(times),
-                "latency_repeats": repeats, "warmup": warmup, "threads": torch.get_num_threads(),
-                "device": str(device), "channels_last": channels_last, "flush_mb": flush_mb}
-    finally:
-        torch.set_num_threads(old_threads)
+    shapes = input_size if isinstance(input_size, list) else [input_size]
+    runner = prepare(net, [tuple(s) for s in shapes], backend, device, threads)  # its first call warms up
+    for _ in range(warmup - 1):
+        runner.call()
+    scratch = torch.zeros(int(flush_mb * 2**18), device=device) if flush_mb > 0 else None
+    times = [timed_call(runner, threads, scratch) for _ in range(repeats)]
+    return {"latency_ms": statistics.median(times), "latency_min_ms": min(times), "latency_repeats": repeats,
+            "warmup": max(1, warmup), "threads": int(threads or torch.get_num_threads()), "device": str(device),
+            "backend": backend, **runner.detail, "flush_mb": flush_mb}
 
 
 def profile(net: nn.Module, input_size: tuple[int, ...] = (1, 3, 1024, 2048), latency: bool = True,

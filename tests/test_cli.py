@@ -31,9 +31,9 @@ def test_zoo_list_and_show(capsys):
 
 
 def test_profile_json(capsys):
-    code, out, _ = run_cli(capsys, "profile", "fasterseg", "--input", "64x96", "--repeats", "2", "--json")
+    code, out, _ = run_cli(capsys, "profile", "fasterseg", "--input", "64x96", "--rounds", "2", "--json")
     result = json.loads(out)
-    assert code == 0 and result["params"] == 3_421_875 and result["latency_ms"] > 0
+    assert code == 0 and result["params"] == 3_421_875 and result["backends"]["eager"]["latency_ms"] > 0
 
 
 def test_show_draws_a_png(capsys, tmp_path):
@@ -144,6 +144,9 @@ def test_demo_quick(capsys, tmp_path):
     assert table["zoo FasterSeg"][1] == "yes" and table["hand-designed"][1] == "yes"  # both end a branch at 1/32
     assert "vs median of 1 random students" in out
     assert (tmp_path / "demo" / "search" / "student.json").is_file()
+    report = tmp_path / "demo" / "report.html"
+    assert report.is_file() and out.strip().splitlines()[-1].startswith(f"report: {report}")
+    assert report.read_text().count("<img src=\"data:image/png;base64,") >= 3
 
 
 def test_demo_hand_designed_network_fits_the_planted_search_and_its_table():

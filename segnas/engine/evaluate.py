@@ -16,7 +16,7 @@ from . import distributed
 from .loaders import EvalShard, to_device
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: str | torch.device = "cpu",
              ignore_index: int = 255, save_dir: Path | None = None, palette: np.ndarray | None = None,
              max_images: int = 0, channels_last: bool = False) -> dict:

@@ -70,7 +70,7 @@ def fasterseg_table(cfg: RunConfig, num_classes: int, run: Path | None, device: 
     measured now into the run folder (and reused on resume)."""
     fc = cfg.fasterseg
     keys, meta = table_keys(cfg, num_classes, fc.deploy_size)
-    env = latency_environment(device, cfg.threads)
+    env = latency_environment(device, cfg.threads, fc.backend)
     if fc.lut:
         table = LatencyTable.load(fc.lut, env)
         missing = [k for k in keys if k not in table]
@@ -95,10 +95,11 @@ def fasterseg_table(cfg: RunConfig, num_classes: int, run: Path | None, device: 
 
 
 def build_table(cfg: RunConfig, num_classes: int, hw, out: Path, extend: bool, repeats: int,
-                device: torch.device, progress: bool) -> tuple[LatencyTable, int, dict[str, Any], list[str]]:
+                device: torch.device, progress: bool,
+                backend: str = "eager") -> tuple[LatencyTable, int, dict[str, Any], list[str]]:
     """``segnas latency build --space fasterseg``: (table, entries measured now, calibration, lines to print)."""
     keys, meta = table_keys(cfg, num_classes, hw)
-    env = latency_environment(device, cfg.threads)
+    env = latency_environment(device, cfg.threads, backend)
     table = LatencyTable.load(out, env) if out.is_file() and extend else LatencyTable(env, meta=meta)
     measured = table.build(keys, probe, device, repeats=repeats, progress=progress)
     cal = calibrate_table(table, meta["space_args"], hw, num_classes, device, repeats=repeats, seed=cfg.seed)

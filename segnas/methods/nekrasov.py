@@ -37,6 +37,7 @@ from ..engine import proxy
 from ..engine.proxy import ProxyConfig
 from ..errors import ConfigError
 from ..genotype import Genotype
+from ..report.draw import draw_nekrasov
 from ..spaces import get_space
 from ..strategies.multi_trial import StagedTrial
 from ..strategies.stages import EarlyTermination
@@ -128,6 +129,6 @@ TRIAL = StagedTrial(prepare=partial(proxy.prepare, section=NAME), stage1=proxy.s
 METHOD = Method(
     name=NAME, title="Nekrasov et al. (CVPR 2019)", space=NAME, strategies=("ppo", "random"), presets=PRESETS,
     section=ProxyConfig, outputs=("genotype",), primary="genotype", check=check, sample_args=sample_args,
-    report=report, trial=TRIAL,
+    report=report, trial=TRIAL, draw=draw_nekrasov,
     planted={"planted-context": ("a block reading the encoder's 1/32 output", reads_coarsest)},
 )

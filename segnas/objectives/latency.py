@@ -44,26 +44,41 @@ from .. import jsonio
 from ..errors import SegnasError
 from ..fileio import atomic_write_text
 from ..ops import make_op
-from ..profile import cpu_name, measure_latency
+from ..backends import backend_of_table, prepare, table_backend, timed_call
+from ..profile import cpu_name
 
-TABLE_FORMAT = 3  # 2: private caches flushed before each call; 3: and the fastest of interleaved rounds
+TABLE_FORMAT = 4  # 2: private caches flushed before each call; 3: and the fastest of interleaved rounds;
+# 4: entries timed as deployed on a named backend (eager: BatchNorm folded, channels_last, inference mode)
 FLUSH_MB = 8.0  # more than the per-core caches of common CPUs, less than their shared cache
 
 
 def interleaved_fastest(nets: Sequence[nn.Module], input_size: tuple[int, ...], device: str | torch.device = "cpu",
-                        rounds: int = 5, threads: int | None = None) -> list[list[float]]:
-    """Each round times every network once (after one warm-up call); returns each network's times (ms).
+                        rounds: int = 5, threads: int | None = None, backend: str = "eager") -> list[list[float]]:
+    """Each round times every network once on ``backend`` (prepared, and warmed up by one call, before the
+    first round); returns each network's times (ms).
 
     Interleaving puts a slow spell of the machine into one round of every
     network rather than into all rounds of one; a network's fastest round is
     then the estimate of its own latency, the statistic table entries use.
     """
+    runners = [prepare(net, [tuple(input_size)], backend, device, threads) for net in nets]
     times: list[list[float]] = [[] for _ in nets]
     for _ in range(rounds):
-        for i, net in enumerate(nets):
-            times[i].append(measure_latency(net, input_size, device, warmup=1, repeats=1,
-                                            threads=threads)["latency_ms"])
+        for i, runner in enumerate(runners):
+            times[i].append(timed_call(runner, threads))
     return times
+
+
+def time_entry(module: nn.Module, shapes: list[tuple[int, ...]], backend: str, device: str | torch.device,
+               threads: int | None, warmup: int = 1, artifact: Any = None) -> tuple[float, Any]:
+    """One table entry's timed call (ms) with the private caches flushed first, and the artifact (compiled
+    module, ONNX model) a later round of the same entry reuses."""
+    device = torch.device(device)
+    runner = prepare(module, shapes, backend, device, threads, artifact)
+    for _ in range(warmup - 1):
+        runner.call()
+    scratch = torch.zeros(int(FLUSH_MB * 2**18), device=device)
+    return timed_call(runner, threads, scratch), runner.artifact
 
 
 class LatencyMiss(SegnasError):
@@ -104,10 +119,11 @@ def device_name(device: torch.device) -> str:
     return f"cpu:{cpu_name()}"
 
 
-def latency_environment(device: str | torch.device = "cpu", threads: int | None = None) -> dict[str, Any]:
-    """The fields a table must agree on with the machine that uses it."""
+def latency_environment(device: str | torch.device = "cpu", threads: int | None = None,
+                        backend: str = "eager") -> dict[str, Any]:
+    """The fields a table must agree on with the machine that uses it (``backend``: see ``segnas.backends``)."""
     device = torch.device(device)
-    return {"device": device_name(device), "backend": "pytorch-eager",
+    return {"device": device_name(device), "backend": table_backend(backend),
             "threads": int(threads or torch.get_num_threads()), "torch": torch.__version__}
 
 
@@ -154,12 +170,16 @@ class LatencyTable:
         """Measure every key not yet in the table; returns how many were measured.
 
         Each of ``repeats`` rounds builds and times every key once (after ``warmup``
-        calls); an entry is its fastest round. Modules are rebuilt each round, so a
-        table for a large space never holds all of them at once. The global RNG is
+        calls) on the table's backend; an entry is its fastest round. Modules are
+        rebuilt each round, so a table for a large space never holds all of them
+        at once (only a compiled module or ONNX model is kept). The global RNG is
         left as it was, so building a table or loading one leaves a run's
         initialisation the same.
         """
         todo = list(dict.fromkeys(k for k in keys if k not in self))
+        backend = backend_of_table(self.environment["backend"])
+        keep = backend != "eager"  # a compiled module or ONNX model is made once per entry, not once per round
+        artifacts: dict[str, Any] = {}
         times: dict[str, list[float]] = {k.id: [] for k in todo}
         bar = tqdm(total=len(todo) * repeats, disable=not progress, desc="latency table", unit="op",
                    dynamic_ncols=True)
@@ -167,9 +187,11 @@ class LatencyTable:
             for _ in range(repeats):
                 for key in todo:
                     module, shapes = probe(key)
-                    times[key.id].append(measure_latency(module, shapes, device, warmup, 1,
-                                                         threads=self.environment["threads"],
-                                                         flush_mb=FLUSH_MB)["latency_ms"])
+                    ms, artifact = time_entry(module, shapes, backend, device, self.environment["threads"], warmup,
+                                              artifacts.get(key.id))
+                    times[key.id].append(ms)
+                    if keep:
+                        artifacts[key.id] = artifact
                     bar.update()
         self.entries.update((k, min(v)) for k, v in times.items())
         return len(todo)
@@ -194,6 +216,10 @@ class LatencyTable:
     def check_environment(self, expected: dict[str, Any], source: str = "latency table") -> None:
         """Refuse a table measured elsewhere: name the field that differs and the fix."""
         for field in ("device", "backend", "threads", "torch"):
+            if field == "backend" and self.environment.get(field) != expected.get(field):
+                raise SegnasError(f"{source}: built for backend {self.environment.get(field)!r} but this run "
+                                  f"optimises for {expected.get(field)!r}; set fasterseg.backend to the table's "
+                                  "backend, or rebuild the table with 'segnas latency build --backend ...'")
             if self.environment.get(field) != expected.get(field):
                 raise SegnasError(f"{source}: measured with {field}={self.environment.get(field)!r} but this "
                                   f"run has {field}={expected.get(field)!r}; rebuild the table here with "

@@ -216,3 +216,93 @@ def draw_dots(genotype: Genotype, path: str | Path) -> Path:
     fig.suptitle(f"{genotype.name or genotype.space}  [{genotype.archid}]  (c(k) = concat of the nodes)",
                  fontsize=9)
     return _save(plt, fig, path)
+
+
+def draw_nekrasov(genotype: Genotype, path: str | Path) -> Path:
+    """The decoder (paper Fig. 2 style: encoder outputs, the three blocks and what each reads, the head) next to
+    the cell (Fig. 9 style: o1 on the input, each branch's two operations and their sum, the summed output)."""
+    from ..spaces.nekrasov.cell import cell_outputs
+    from ..spaces.nekrasov.encoding import ENCODER_SCALES, head_inputs
+
+    plt = _figure()
+    structure = genotype.structure
+    connections, cell = structure["connections"], structure["cell"]
+    n_enc, n_blocks = len(ENCODER_SCALES), len(connections)
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(13.0, 4.2), gridspec_kw={"width_ratios": [5, 8]})
+
+    pos = {i: (0.0, float(i)) for i in range(n_enc)}  # the encoder's outputs, finest on top
+    scales = list(ENCODER_SCALES)
+    for k, (i, j) in enumerate(connections):
+        scales.append(min(scales[i], scales[j]))
+        pos[n_enc + k] = (1.6 + 1.3 * k, 0.5 + k)
+    head = (1.6 + 1.3 * n_blocks, 1.5)
+    for k, pair in enumerate(connections):
+        for m, i in enumerate(pair):
+            (x0, y0), (x1, y1) = pos[int(i)], pos[n_enc + k]
+            ax.annotate("", (x1, y1), (x0, y0), arrowprops={"arrowstyle": "-|>", "color": "#4a6fa5", "lw": 1.2,
+                                                           "shrinkA": 12, "shrinkB": 12,
+                                                           "connectionstyle": f"arc3,rad={0.12 if m else -0.12}"})
+    for i in head_inputs(connections):
+        ax.annotate("", head, pos[i], arrowprops={"arrowstyle": "-|>", "color": "#2ca02c", "lw": 1.0, "shrinkA": 12,
+                                                  "shrinkB": 14})
+    for i, (x, y) in pos.items():
+        label = f"1/{ENCODER_SCALES[i]}" if i < n_enc else f"block {i - n_enc}\n1/{scales[i]}"
+        ax.scatter(x, y, s=900, c="#a1d99b" if i < n_enc else "#c6dbef", edgecolors="black", linewidths=0.5,
+                   zorder=3)
+        ax.text(x, y, label, fontsize=7, ha="center", va="center", zorder=4)
+    ax.scatter(*head, s=900, c="#fdd49e", edgecolors="black", linewidths=0.5, zorder=3)
+    ax.text(*head, "head", fontsize=7, ha="center", va="center", zorder=4)
+    ax.text(0.0, -0.75, "encoder", fontsize=8, ha="center")
+    ax.set_xlim(-0.6, head[0] + 0.6)
+    ax.set_ylim(n_enc - 0.4, -1.0)
+    ax.axis("off")
+    ax.set_title("decoder: each block = cell(a) + cell(b)", fontsize=9)
+
+    cpos = {0: (0.0, 0.0), 1: (1.2, 0.9)}
+    for b in range(1, len(cell["branches"]) + 1):
+        x = 1.2 + 1.9 * b
+        cpos[3 * b - 1], cpos[3 * b], cpos[3 * b + 1] = (x - 0.5, 0.7), (x - 0.5, -0.7), (x + 0.45, 0.0)
+    out = (cpos[3 * len(cell["branches"]) + 1][0] + 1.3, 0.0)
+
+    bx.set_xlim(-0.5, out[0] + 0.6)
+    bx.set_ylim(-1.3, 1.4)
+
+    def edge(src: int, dst: tuple[float, float], label: str | None, colour: str = "0.35", rad: float = 0.0) -> None:
+        (x0, y0), (x1, y1) = cpos[src], dst
+        bx.annotate("", (x1, y1), (x0, y0), arrowprops={"arrowstyle": "-|>", "color": colour, "shrinkA": 10,
+                                                       "shrinkB": 10, "connectionstyle": f"arc3,rad={rad}"})
+        if label:  # three quarters along the arc (matplotlib's quadratic Bezier, in display coordinates)
+            (a, b), (c, d) = bx.transData.transform([(x0, y0), (x1, y1)])
+            cx, cy = (a + c) / 2 + rad * (d - b), (b + d) / 2 - rad * (c - a)
+            t = 0.75
+            px = (1 - t) ** 2 * a + 2 * t * (1 - t) * cx + t ** 2 * c
+            py = (1 - t) ** 2 * b + 2 * t * (1 - t) * cy + t ** 2 * d
+            lx, ly = bx.transData.inverted().transform((px, py))
+            bx.text(lx, ly, label.replace("_", " "), fontsize=6, ha="center", va="center",
+                    bbox={"boxstyle": "round,pad=0.12", "fc": "white", "ec": "none", "alpha": 0.9}, zorder=5)
+
+    edge(0, cpos[1], cell["op"])
+    for b, branch in enumerate(cell["branches"], 1):
+        for m, (i, op) in enumerate(zip(branch["inputs"], branch["ops"])):
+            far = cpos[3 * b - 1 + m][0] - cpos[int(i)][0] > 1.5  # an arc past the nodes between
+            edge(int(i), cpos[3 * b - 1 + m], op, rad=(0.25 if m else -0.25) if far else 0.0)
+            edge(3 * b - 1 + m, cpos[3 * b + 1], None, colour="0.6")
+    for p in cell_outputs(cell):
+        edge(p, out, None, colour="#9ecae1", rad=0.2 if out[0] - cpos[p][0] > 2.0 else 0.0)
+    for p, (x, y) in cpos.items():
+        if p == 0:
+            label, colour = "input", "#a1d99b"
+        elif p == 1:
+            label, colour = "o1", "#c6dbef"
+        else:
+            b, k = divmod(p - 2, 3)
+            label, colour = ("+", "#fdd49e") if k == 2 else (f"{b + 1}.{k + 1}", "#e5e5e5")
+        bx.scatter(x, y, s=420, c=colour, edgecolors="black", linewidths=0.5, zorder=3)
+        bx.text(x, y, label, fontsize=7, ha="center", va="center", zorder=4)
+    bx.scatter(*out, s=700, c="#fdd49e", edgecolors="black", linewidths=0.5, zorder=3)
+    bx.text(*out, "out\n(sum)", fontsize=7, ha="center", va="center", zorder=4)
+    bx.axis("off")
+    bx.set_title("cell: o1 on the input, three branches of two operations summed; unread sums form the output",
+                 fontsize=9)
+    fig.suptitle(f"{genotype.name or genotype.space}  [{genotype.archid}]", fontsize=9)
+    return _save(plt, fig, path)

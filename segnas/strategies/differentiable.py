@@ -43,6 +43,7 @@ from ..choices import ChoiceSpec
 from ..config import RunConfig, to_dict
 from ..engine.loaders import train_loader
 from ..engine import distributed
+from ..engine.budget import TimeBudget
 from ..engine.session import Diverged, RunSession, non_finite
 from ..ops.syncbn import convert_sync_batchnorm
 from ..errors import ConfigError, SegnasError
@@ -178,10 +179,11 @@ def run_differentiable(method, cfg: RunConfig, out: str | Path, resume: bool = F
     hooks = method.hooks(cfg) + list(hooks or [])
     n_epochs = sum(p.epochs for p in phases)
     done = session.finished()
-    if done is not None and int(ckpt["epochs_done"]) >= n_epochs:  # finished: nothing to build or load
-        return {**done, "already_complete": True}
+    if done is not None and (int(ckpt["epochs_done"]) >= n_epochs or (ckpt.get("budget") or {}).get("stopped")):
+        return {**done, "already_complete": True}  # finished (or its time budget ended it): nothing to do
     session.resume_command = f"segnas search {method.name} --out {run} --resume"
     with session:
+        budget = TimeBudget.resumed(sc.time_budget, ckpt)  # from here: data halves and latency tables count
         device = session.device
         progress = progress and session.main  # under torchrun rank 0 alone prints
         distributed.check_batch(sc.batch_size, "search.batch_size")
@@ -243,6 +245,7 @@ def run_differentiable(method, cfg: RunConfig, out: str | Path, resume: bool = F
             session.save({"search": problem.state_dict(), "opt_w": opt_w.state_dict(), "opt_a": opt_a.state_dict(),
                           "step": step, "epochs_done": epochs_done, "history": history,
                           "torch_rng": torch.get_rng_state(), "arch_signal": signal.state_dict(),
+                          "budget": budget.state(step=step, epochs_done=epochs_done),
                           "config": to_dict(cfg), "method": method.name, "num_classes": data.num_classes})
 
         starts = [sum(p.epochs for p in phases[:i]) for i in range(len(phases))]
@@ -251,7 +254,7 @@ def run_differentiable(method, cfg: RunConfig, out: str | Path, resume: bool = F
         t_start = time.perf_counter()
         saved_step = step if ckpt is not None else -1
         try:
-            while epochs_done < n_epochs:
+            while epochs_done < n_epochs and not budget.stopped:
                 epoch = epochs_done
                 index = max(i for i, s in enumerate(starts) if s <= epoch)
                 phase, searching = phases[index], phases[index].arch
@@ -296,6 +299,9 @@ def run_differentiable(method, cfg: RunConfig, out: str | Path, resume: bool = F
                                 checkpoint()
                             raise SegnasError(f"interrupted at step {step}/{total}; continue with "
                                               f"'segnas search {method.name} --out {run} --resume'")
+                        if step < total and budget.over():  # decode this epoch's state, then end
+                            budget.stopped = True
+                            break
                         if step - epoch * steps_per_epoch >= steps_per_epoch:
                             break
                 if net is not None:  # rank 0's BatchNorm statistics: every process checks and decodes the same
@@ -324,6 +330,12 @@ def run_differentiable(method, cfg: RunConfig, out: str | Path, resume: bool = F
                 if progress:
                     tqdm.write(_epoch_line(record, method.epoch_line, n_epochs, extras))
                 epochs_done += 1
+                if not budget.stopped and epochs_done < n_epochs and budget.over():
+                    budget.stopped = True
+                if budget.stopped and progress:
+                    tqdm.write(f"search.time_budget {budget.seconds:g} s spent ({budget.elapsed():.0f} s) at step "
+                               f"{step}/{total}, epoch {epoch + 1}/{n_epochs}: the search ends with this epoch's "
+                               "architectures")
                 checkpoint()
                 saved_step = step
         except Diverged as e:
@@ -337,6 +349,7 @@ def run_differentiable(method, cfg: RunConfig, out: str | Path, resume: bool = F
         return session.finish({
             "run_dir": str(run), "method": method.name, "strategy": strategy, "epochs": n_epochs, "steps": step,
             "wall_s": time.perf_counter() - t_start, "num_classes": data.num_classes,
+            "budget": budget.state(step=step, steps=total, epochs_done=epochs_done, epochs=n_epochs),
             "final": history[-1] if history else None, "config": to_dict(cfg), **final})
 
 

@@ -41,7 +41,8 @@ def search_data(cfg: RunConfig, run: Path) -> SearchData:
     if distributed.is_main():  # under torchrun rank 0 alone writes the run folder
         save_splits(run / "splits.json", splits, {"dataset": cfg.data.dataset, "split": cfg.data.train_split,
                                                   "seed": cfg.seed, "num_items": len(train)})
-    select = plain.subset(splits["trainB"][: cfg.search.select_images])
+    ids = splits["trainB"][: cfg.search.select_images]
+    select = plain.subset(ids) if ids else []  # select_images=0: no selection scoring
     return SearchData(train.subset(splits["trainA"]), train.subset(splits["trainB"]), select,
                       train.num_classes, train.ignore_index, plain.subset(splits["trainB"]))
 

@@ -46,6 +46,7 @@ import torch
 from tqdm import tqdm
 
 from ..config import RunConfig, to_dict
+from ..engine.budget import TimeBudget
 from ..engine.session import RunSession
 from ..engine.trainer import train_network
 from ..errors import ConfigError, GenotypeError, SegnasError
@@ -378,11 +379,12 @@ def run_trials(strategy: str, method, cfg: RunConfig, out: str | Path, resume: b
         session.expect(method.name, strategy)
     total = cfg.sections[strategy].trials
     done = session.finished()
-    if done is not None and len(ckpt["search"]["trials"]) >= total:
-        return {**done, "already_complete": True}
+    if done is not None and (len(ckpt["search"]["trials"]) >= total or (ckpt.get("budget") or {}).get("stopped")):
+        return {**done, "already_complete": True}  # finished (or its time budget ended it): nothing to do
     spec = method.trial or GENERIC
     per_round = cfg.ppo.batch if strategy == "ppo" else cfg.executor.workers
     with session:
+        budget = TimeBudget.resumed(cfg.search.time_budget, ckpt)  # from here: shared caches count
         session.begin()
         executor = _executor(cfg)  # before any work: a missing Ray is one line
         with executor:
@@ -402,7 +404,7 @@ def run_trials(strategy: str, method, cfg: RunConfig, out: str | Path, resume: b
                 if progress:
                     tqdm.write(note)
             t_start = time.perf_counter()
-            while len(trials) < total:
+            while len(trials) < total and not budget.stopped:
                 start = len(trials)
                 proposals = sampler.propose(start, min(per_round, total - start))
                 records = run_round(spec, proposals, start, trials, executor, cfg, context, gate)
@@ -422,8 +424,14 @@ def run_trials(strategy: str, method, cfg: RunConfig, out: str | Path, resume: b
                 stats = sampler.learn(proposals, records)
                 if stats:
                     session.log.write({"step": len(trials), "update": stats})
+                if len(trials) < total and budget.over():  # a round boundary: the search ends with these trials
+                    budget.stopped = True
+                    if progress:
+                        tqdm.write(f"search.time_budget {budget.seconds:g} s spent ({budget.elapsed():.0f} s) after "
+                                   f"trial {len(trials)}/{total}: the search ends with the best trial so far")
                 session.save({"search": {"trials": trials, "sampler": sampler.state_dict(),
                                          "gate": gate.state_dict() if gate is not None else None},
+                              "budget": budget.state(trials=len(trials)),
                               "method": method.name, "config": to_dict(cfg), "step": len(trials),
                               "num_classes": context["num_classes"]})
                 if stop_after is not None and len(trials) >= stop_after and len(trials) < total:
@@ -431,11 +439,13 @@ def run_trials(strategy: str, method, cfg: RunConfig, out: str | Path, resume: b
                 if session.stop.is_set() and len(trials) < total:  # Ctrl-C: after the round, which is saved
                     raise SegnasError(f"interrupted after trial {len(trials)}/{total}; continue with "
                                       f"'segnas search {method.name} --out {run} --resume'")
-        return _finish(session, method, strategy, spec, cfg, trials, sampler, context, time.perf_counter() - t_start)
+        return _finish(session, method, strategy, spec, cfg, trials, sampler, context, time.perf_counter() - t_start,
+                       budget.state(trials=len(trials), trials_planned=total))
 
 
 def _finish(session: RunSession, method, strategy: str, spec: StagedTrial, cfg: RunConfig,
-            trials: list[dict[str, Any]], sampler, context: dict[str, Any], wall: float) -> dict[str, Any]:
+            trials: list[dict[str, Any]], sampler, context: dict[str, Any], wall: float,
+            budget: dict[str, Any] | None = None) -> dict[str, Any]:
     run = session.run
     csv_text, md_text = trial_table(trials)
     atomic_write_text(run / "trials.csv", csv_text)
@@ -461,6 +471,7 @@ def _finish(session: RunSession, method, strategy: str, spec: StagedTrial, cfg: 
     return session.finish({
         "run_dir": str(run), "method": method.name, "strategy": strategy, "trials": trials, "failed": failed,
         "invalid_draws": getattr(sampler, "invalid", 0), "wall_s": wall, "num_classes": context["num_classes"],
+        **({"budget": budget} if budget is not None else {}),
         "notes": [r["note"] for r in session.log.read() if "note" in r] or context.get("notes", []), "final": final, "config": to_dict(cfg),
         "trials_csv": str(run / "trials.csv"), "trials_md": str(run / "trials.md"),
         "rewards_png": str(run / "rewards.png"),

@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..config import RunConfig, to_dict
+from ..engine.budget import TimeBudget
 from ..engine.session import RunSession
 from ..engine.trainer import train_network
 from ..errors import ConfigError, SegnasError
@@ -82,10 +83,11 @@ def run_random(method, cfg: RunConfig, out: str | Path, resume: bool = False, st
         session.expect(method.name, STRATEGY)
     rc = cfg.random
     done = session.finished()
-    if done is not None and len(ckpt["search"]["trials"]) >= rc.trials:
-        return {**done, "already_complete": True}
+    if done is not None and (len(ckpt["search"]["trials"]) >= rc.trials or (ckpt.get("budget") or {}).get("stopped")):
+        return {**done, "already_complete": True}  # finished (or its time budget ended it): nothing to do
     primary = method.primary
     with session:
+        budget = TimeBudget.resumed(cfg.search.time_budget, ckpt)  # from here: the data halves count
         data = search_data(cfg, run)
         session.begin()
         trials: list[dict[str, Any]] = list(ckpt["search"]["trials"]) if ckpt is not None else []
@@ -94,7 +96,7 @@ def run_random(method, cfg: RunConfig, out: str | Path, resume: bool = False, st
         # space has it): trials train without it
         tc = dataclasses.replace(cfg.train, eval_every=rc.steps, drop_path=0.0)
         t_start = time.perf_counter()
-        while len(trials) < rc.trials:
+        while len(trials) < rc.trials and not budget.stopped:
             i = len(trials)
             g = draw(method, cfg, i, {t["archid"] for t in trials})
             g.name, g.meta["source"] = f"{method.name}-random-{i + 1:03d}", f"{method.name} random search"
@@ -120,8 +122,14 @@ def run_random(method, cfg: RunConfig, out: str | Path, resume: bool = False, st
             if progress:
                 tqdm.write(f"trial {i + 1}/{rc.trials} {g.archid[:8]}: mIoU(trainB) {100 * record['miou']:.1f}% "
                            f"({record['wall_s']:.0f} s) | best {100 * best['miou']:.1f}% (trial {best['trial']})")
-            session.save({"search": {"trials": trials}, "method": method.name, "config": to_dict(cfg),
-                          "step": i + 1, "num_classes": data.num_classes})
+            if i + 1 < rc.trials and budget.over():  # a trial boundary: the search ends with these trials
+                budget.stopped = True
+                if progress:
+                    tqdm.write(f"search.time_budget {budget.seconds:g} s spent ({budget.elapsed():.0f} s) after trial "
+                               f"{i + 1}/{rc.trials}: the search ends with the best trial so far")
+            session.save({"search": {"trials": trials}, "budget": budget.state(trials=len(trials)),
+                          "method": method.name, "config": to_dict(cfg), "step": i + 1,
+                          "num_classes": data.num_classes})
             if stop_after is not None and i + 1 >= stop_after:
                 return {"interrupted": True, "step": i + 1}
         best = best_trial(trials)
@@ -137,4 +145,5 @@ def run_random(method, cfg: RunConfig, out: str | Path, resume: bool = False, st
             "run_dir": str(run), "method": method.name, "strategy": STRATEGY, "trials": trials,
             "steps": sum(t["steps"] for t in trials), "wall_s": time.perf_counter() - t_start,
             "num_classes": data.num_classes, "final": final, "config": to_dict(cfg),
+            "budget": budget.state(trials=len(trials), trials_planned=rc.trials),
             **{f"{name}_genotype": str(run / f"{name}.json") for name in names}})

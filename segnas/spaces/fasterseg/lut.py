@@ -20,6 +20,7 @@ from torch import nn
 
 from ...errors import ConfigError
 from ...genotype import Genotype
+from ...backends import backend_of_table
 from ...objectives.latency import LatencyTable, OpKey, interleaved_fastest, op_probe
 from .network import SCALES, FusionHead, Refine, branch_specs, fusion_of, make_stem
 
@@ -156,7 +157,7 @@ def estimate_latency(genotype: Genotype, table: LatencyTable, hw: Sequence[int],
 def calibrate_table(table: LatencyTable, args: dict[str, Any], hw: Sequence[int], num_classes: int,
                     device: torch.device | str = "cpu", networks: int = 6, seed: int = 0,
                     repeats: int = 5) -> dict[str, Any]:
-    """Calibrate ``table`` against ``networks`` random derived networks timed whole at ``hw``.
+    """Calibrate ``table`` against ``networks`` random derived networks timed whole at ``hw`` on its backend.
 
     The networks are drawn with :meth:`FasterSegSpace.sample` from the table's
     space arguments, so they are the kind of network the estimates are used for.
@@ -170,7 +171,8 @@ def calibrate_table(table: LatencyTable, args: dict[str, Any], hw: Sequence[int]
         torch.manual_seed(seed)
         nets = [space.build(g, num_classes, aux=False) for g in genotypes]
         times = interleaved_fastest(nets, (1, 3, int(hw[0]), int(hw[1])), device, rounds=repeats,
-                                    threads=table.environment["threads"])
+                                    threads=table.environment["threads"],
+                                    backend=backend_of_table(table.environment["backend"]))
     return table.calibrate([(min(t), network_keys(g, hw, num_classes)) for t, g in zip(times, genotypes)])
 
 

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from ...backends import BACKENDS
 from ...config import RunConfig, check_size
 from ...errors import ConfigError, GenotypeError
 from ...genotype import Genotype
@@ -57,6 +58,9 @@ class FasterSegConfig:
     deploy_size: list[int] = field(default_factory=lambda: [360, 480])  # [H, W] the latency is for
     lut: str | None = None  # latency table; None: measure one into the run folder
     lut_repeats: int = 5  # timing rounds of the table; an entry keeps its fastest
+    # what the latency is optimised for: eager, compile, onnxruntime or bf16 (segnas.backends); a --lut
+    # table must have been built for the same backend
+    backend: str = "eager"
     # how branches' downsampling positions are read from beta: "paper" (footnote 2's joint argmax) or
     # "authors" (their released code's restricted search; it decodes their released search to the
     # published student)
@@ -87,6 +91,8 @@ class FasterSegConfig:
                               "fasterseg.cosearch is false: there is no teacher; drop one of them")
         if self.path_rule not in PATH_RULES:
             raise ConfigError(f"config key 'fasterseg.path_rule' is {self.path_rule!r}; use one of {list(PATH_RULES)}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"config key 'fasterseg.backend' is {self.backend!r}; use one of {list(BACKENDS)}")
 
 
 def _claims(cells: list[dict[str, Any]]) -> dict[tuple[str, int, int], Any]:

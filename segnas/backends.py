@@ -1,0 +1,299 @@
+"""Inference backends: a derived network run the way users deploy it, and timed the same way everywhere.
+
+- ``eager``: PyTorch on the inference copy of the network (training-only
+  auxiliary heads dropped, eval mode, BatchNorm folded into the convolutions,
+  ``segnas.ops.fold``), ``channels_last`` activations and ``torch.inference_mode``;
+- ``compile``: that module through ``torch.compile`` (inductor, static shapes);
+  the compile time is reported apart, calls are timed after it;
+- ``onnxruntime``: that module exported to ONNX in memory (as ``segnas export``
+  writes it) and run by an onnxruntime CPU session with the same thread count;
+- ``bf16``: ``eager`` under autocast to bfloat16, on devices with native bf16
+  (AVX512-BF16 or AMX on CPUs): elsewhere it is emulated, slower than float32,
+  and refused with the reason.
+
+Profiles, latency tables and whole-network timings all go through
+:func:`prepare` and :func:`timed_call`, so an entry of a table built for a
+backend and a network measured on it mean the same thing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import ConfigError
+from .ops.fold import inference_copy
+
+BACKENDS = ("eager", "compile", "onnxruntime", "bf16")
+ONNX_OPSET = 17
+COMPILE_CACHE = 4096  # compiled graphs torch keeps per function: a latency table compiles hundreds of modules
+PEAK_CONVS = ((256, 96, 96), (512, 48, 48))  # (channels, H, W) of the 3x3 convolutions the peak is taken from
+
+
+def parse_backends(text: str | Sequence[str], field_name: str = "--backend") -> list[str]:
+    """Backend names from ``eager,onnxruntime`` (or a list), checked; one line naming the bad one otherwise."""
+    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    bad = [n for n in names if n not in BACKENDS]
+    if bad or not names:
+        raise ConfigError(f"{field_name} {','.join(bad) if bad else repr(text)}: choose from {', '.join(BACKENDS)} "
+                          "(several separated by commas)")
+    return list(dict.fromkeys(names))
+
+
+def table_backend(backend: str) -> str:
+    """The name a latency table records for ``backend`` (with the runtime's version where it is not torch)."""
+    if backend == "onnxruntime":
+        try:
+            import onnxruntime
+        except ImportError:
+            return "onnxruntime"
+        return f"onnxruntime-{onnxruntime.__version__}"
+    return {"eager": "pytorch-eager", "compile": "pytorch-compile", "bf16": "pytorch-eager-bf16"}[backend]
+
+
+def backend_of_table(name: str) -> str:
+    """The backend a table's recorded name stands for (inverse of :func:`table_backend`)."""
+    if name.startswith("onnxruntime"):
+        return "onnxruntime"
+    inverse = {"pytorch-eager": "eager", "pytorch-compile": "compile", "pytorch-eager-bf16": "bf16"}
+    if name not in inverse:
+        raise ConfigError(f"latency table backend {name!r} is unknown; rebuild the table with 'segnas latency build'")
+    return inverse[name]
+
+
+def _cpu_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def unavailable(backend: str, device: str | torch.device = "cpu") -> str | None:
+    """None when ``backend`` can run on ``device`` here; else why not (one line, with the fix)."""
+    device = torch.device(device)
+    if backend == "onnxruntime":
+        if device.type != "cpu":
+            return f"onnxruntime runs on the CPU here, not on {device}"
+        try:
+            import onnx  # noqa: F401
+            import onnxruntime  # noqa: F401
+        except ImportError as e:
+            return f"needs the package {e.name}: pip install onnx onnxruntime"
+        return None
+    if backend == "compile":
+        if not torch._dynamo.is_dynamo_supported():
+            return "torch.compile is not supported on this Python"
+        if device.type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+            return "torch.compile on the CPU needs a C++ compiler (g++ or clang++); none is on the PATH"
+        return None
+    if backend == "bf16":
+        native = torch.cuda.is_bf16_supported() if device.type == "cuda" else _cpu_bf16()
+        if not native:
+            return ("this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 would be emulated, slower than "
+                    "float32") if device.type == "cpu" else f"{device} has no native bf16"
+        return None
+    if backend == "eager":
+        return None
+    raise ConfigError(f"backend {backend!r}: choose from {', '.join(BACKENDS)}")
+
+
+def random_inputs(shapes: Sequence[tuple[int, ...]], device: torch.device, seed: int = 0) -> list[torch.Tensor]:
+    """Seeded normal inputs of ``shapes`` on ``device`` (the global RNG is left alone)."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    return [torch.randn(tuple(s), generator=gen, device=device) for s in shapes]
+
+
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
+@dataclass
+class Runner:
+    """One module prepared for one backend, with its inputs: ``call()`` runs one forward pass."""
+
+    backend: str
+    call: Callable[[], Any]
+    device: torch.device
+    setup_s: float
+    artifact: Any = None  # what a later round may reuse instead of preparing again (compiled module, ONNX bytes)
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def output(self) -> torch.Tensor:
+        """The first output of one call, as a float32 CPU tensor (for parity checks)."""
+        out = self.call()
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        out = torch.from_numpy(np.asarray(out)) if isinstance(out, np.ndarray) else out
+        return out.detach().float().cpu()
+
+
+def deploy_module(net: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
+    """The module users deploy, ready to time: inference copy (BN folded), on ``device``, channels_last."""
+    return inference_copy(net).to(torch.device(device), memory_format=torch.channels_last)
+
+
+def prepare(net: nn.Module, shapes: Sequence[tuple[int, ...]], backend: str = "eager",
+            device: str | torch.device = "cpu", threads: int | None = None, artifact: Any = None,
+            seed: int = 0) -> Runner:
+    """``net`` on ``backend`` with seeded inputs of ``shapes``, after one warm-up call (a compile happens there).
+
+    ``artifact`` is a previous :class:`Runner`'s, for the same module: a compiled module or ONNX model is then
+    reused rather than made again (latency tables time every entry in several rounds).
+    """
+    device = torch.device(device)
+    reason = unavailable(backend, device)
+    if reason is not None:
+        raise ConfigError(f"backend {backend}: {reason}")
+    xs = random_inputs(shapes, device, seed)
+    t0 = time.perf_counter()
+    if backend == "onnxruntime":
+        from .onnx_runtime import onnx_bytes, ort_session
+
+        if artifact is None:
+            names = [f"input{i}" for i in range(len(xs))]
+            artifact = onnx_bytes(inference_copy(net).to("cpu"), [x.cpu() for x in xs], names, ["output"],
+                                  opset=ONNX_OPSET)
+        session = ort_session(artifact, threads)
+        feeds = {i.name: x.cpu().numpy() for i, x in zip(session.get_inputs(), xs)}
+        runner = Runner(backend, lambda: session.run(None, feeds), device, 0.0, artifact,
+                        {"opset": ONNX_OPSET, "threads": session.get_session_options().intra_op_num_threads})
+    else:
+        if artifact is None:
+            artifact = deploy_module(net, device)
+            if backend == "compile":
+                artifact = torch.compile(artifact, dynamic=False)
+        model, xs = artifact, [_channels_last(x) for x in xs]
+
+        def call() -> Any:
+            with torch.inference_mode():
+                if backend == "bf16":
+                    with torch.autocast(device.type, dtype=torch.bfloat16):
+                        return model(*xs)
+                if backend == "compile":
+                    with torch._dynamo.config.patch(cache_size_limit=COMPILE_CACHE,
+                                                    accumulated_cache_size_limit=COMPILE_CACHE):
+                        return model(*xs)
+                return model(*xs)
+
+        runner = Runner(backend, call, device, 0.0, artifact, {"memory_format": "channels_last"})
+    with _threads(threads):
+        runner.call()
+        _sync(device)
+    runner.setup_s = time.perf_counter() - t0
+    return runner
+
+
+class _threads:
+    """Torch's intra-op thread count set for a block and restored after it (None: left as it is)."""
+
+    def __init__(self, threads: int | None) -> None:
+        self.threads, self.old = threads, torch.get_num_threads()
+
+    def __enter__(self) -> None:
+        if self.threads is not None:
+            torch.set_num_threads(int(self.threads))
+
+    def __exit__(self, *exc: Any) -> None:
+        torch.set_num_threads(self.old)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed_call(runner: Runner, threads: int | None = None, scratch: torch.Tensor | None = None) -> float:
+    """Milliseconds of one call of ``runner``; ``scratch`` (if given) is overwritten first, untimed, so the
+    call's weights and inputs come from the shared cache or memory rather than the private caches."""
+    with _threads(threads):
+        if scratch is not None:
+            scratch.add_(1.0)
+            _sync(runner.device)
+        t0 = time.perf_counter()
+        runner.call()
+        _sync(runner.device)
+        return (time.perf_counter() - t0) * 1000.0
+
+
+def reference_output(net: nn.Module, shapes: Sequence[tuple[int, ...]], device: str | torch.device = "cpu",
+                     seed: int = 0) -> torch.Tensor:
+    """The network's own float32 output in eval mode on :func:`prepare`'s inputs: what every backend must give."""
+    device = torch.device(device)
+    was_training = net.training
+    try:
+        with torch.no_grad():
+            out = net.eval()(*random_inputs(shapes, device, seed))
+    finally:
+        net.train(was_training)
+    out = out[0] if isinstance(out, (tuple, list)) else out
+    return out.detach().float().cpu()
+
+
+def compare_outputs(out: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
+    """Max absolute difference and the fraction of pixels with the same argmax over classes (dim 1)."""
+    if out.shape != ref.shape:
+        return {"max_abs_diff": float("inf"), "argmax_agreement": 0.0}
+    agree = float((out.argmax(1) == ref.argmax(1)).float().mean()) if ref.dim() >= 2 and ref.numel() else 1.0
+    return {"max_abs_diff": float((out - ref).abs().max()) if ref.numel() else 0.0, "argmax_agreement": agree}
+
+
+def time_backends(net: nn.Module, input_size: tuple[int, ...], backends: Sequence[str] = ("eager",),
+                  rounds: int = 5, threads: int | None = None, device: str | torch.device = "cpu",
+                  flops: int | None = None) -> dict[str, dict[str, Any]]:
+    """Latency of ``net`` on each backend: the fastest of ``rounds`` interleaved rounds (each round calls every
+    backend once, so a slow spell of the machine hits one round of all rather than all rounds of one), with the
+    setup (compile/export) time, parity against the network's own output, and GFLOP/s when ``flops`` is given.
+    A backend that cannot run here gets ``latency_ms`` None and its reason in ``error``."""
+    device = torch.device(device)
+    ref = reference_output(net, [tuple(input_size)], device)
+    results: dict[str, dict[str, Any]] = {}
+    runners: dict[str, Runner] = {}
+    for backend in backends:
+        results[backend] = {"latency_ms": None, "error": unavailable(backend, device)}
+        if results[backend]["error"] is not None:
+            continue
+        try:
+            runner = prepare(net, [tuple(input_size)], backend, device, threads)
+        except Exception as e:  # a backend that fails on this network is reported, the others still run
+            results[backend]["error"] = " ".join(f"{type(e).__name__}: {e}".split())[:200]
+            continue
+        runners[backend] = runner
+        results[backend].update(setup_s=runner.setup_s, **runner.detail,
+                                **compare_outputs(runner.output(), ref))
+    times: dict[str, list[float]] = {b: [] for b in runners}
+    for _ in range(rounds):
+        for backend, runner in runners.items():
+            times[backend].append(timed_call(runner, threads))
+    for backend, ts in times.items():
+        ms = min(ts)
+        results[backend].update(latency_ms=ms, times_ms=ts, rounds=rounds,
+                                threads=int(threads or torch.get_num_threads()))
+        if flops is not None:
+            results[backend]["gflops_per_s"] = flops / (ms / 1000.0) / 1e9
+    return results
+
+
+def peak_gflops(device: str | torch.device = "cpu", threads: int | None = None, rounds: int = 3) -> dict[str, Any]:
+    """This machine's attainable convolution throughput: large 3x3 convolutions (``PEAK_CONVS``) on the eager
+    backend, the fastest of ``rounds``; the highest GFLOP/s of them is the roofline networks are held to."""
+    device = torch.device(device)
+    best: dict[str, Any] = {"gflops_per_s": 0.0}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        for c, h, w in PEAK_CONVS:
+            conv = nn.Conv2d(c, c, 3, padding=1, bias=False)
+            runner = prepare(conv, [(1, c, h, w)], "eager", device, threads)
+            ms = min(timed_call(runner, threads) for _ in range(rounds))
+            gflops = 2 * c * c * 9 * h * w / (ms / 1000.0) / 1e9
+            if gflops > best["gflops_per_s"]:
+                best = {"gflops_per_s": gflops, "conv": f"3x3 conv {c}->{c} at 1x{c}x{h}x{w}", "latency_ms": ms,
+                        "rounds": rounds, "threads": int(threads or torch.get_num_threads())}
+    return best
