@@ -18,8 +18,10 @@ backend and a network measured on it mean the same thing.
 
 from __future__ import annotations
 
+import copy
 import shutil
 import time
+from contextlib import nullcontext
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from .errors import ConfigError, one_line
 from .ops.fold import inference_copy
 
 BACKENDS = ("eager", "compile", "onnxruntime", "bf16")
@@ -111,10 +113,6 @@ def random_inputs(shapes: Sequence[tuple[int, ...]], device: torch.device, seed:
     return [torch.randn(tuple(s), generator=gen, device=device) for s in shapes]
 
 
-def _channels_last(x: torch.Tensor) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
-
-
 @dataclass
 class Runner:
     """One module prepared for one backend, with its inputs: ``call()`` runs one forward pass."""
@@ -135,18 +133,48 @@ class Runner:
         return out.detach().float().cpu()
 
 
-def deploy_module(net: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
-    """The module users deploy, ready to time: inference copy (BN folded), on ``device``, channels_last."""
-    return inference_copy(net).to(torch.device(device), memory_format=torch.channels_last)
+MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
+
+
+def deploy_module(net: nn.Module, device: str | torch.device = "cpu", memory_format: str = "channels_last") -> nn.Module:
+    """The module users deploy, ready to time: inference copy (BN folded), on ``device``, in ``memory_format``."""
+    return inference_copy(net).to(torch.device(device), memory_format=MEMORY_FORMATS[memory_format])
+
+
+def _as_format(xs: Sequence[torch.Tensor], memory_format: str) -> list[torch.Tensor]:
+    return [x.contiguous(memory_format=MEMORY_FORMATS[memory_format]) if x.dim() == 4 else x for x in xs]
+
+
+def faster_format(net: nn.Module, xs: Sequence[torch.Tensor], device: torch.device,
+                  threads: int | None) -> tuple[str, nn.Module]:
+    """The memory format this network runs faster in here, with its deployed module. ``channels_last`` suits
+    most convolutional networks on CPUs (oneDNN's blocked kernels skip reorders), but not all: a decoder of
+    large dilated depthwise convolutions at 1024x2048 ran 1.9x slower in it. Each format is timed once after a
+    warm-up call; the faster is kept."""
+    best: tuple[float, str, nn.Module] | None = None
+    for name in MEMORY_FORMATS:
+        module, inputs = deploy_module(net, device, name), _as_format(xs, name)
+        with _threads(threads), torch.inference_mode():
+            module(*inputs)
+            _sync(device)
+            t0 = time.perf_counter()
+            module(*inputs)
+            _sync(device)
+            seconds = time.perf_counter() - t0
+        if best is None or seconds < best[0]:
+            best = (seconds, name, module)
+    return best[1], best[2]
 
 
 def prepare(net: nn.Module, shapes: Sequence[tuple[int, ...]], backend: str = "eager",
             device: str | torch.device = "cpu", threads: int | None = None, artifact: Any = None,
-            seed: int = 0) -> Runner:
+            seed: int = 0, memory_format: str = "auto") -> Runner:
     """``net`` on ``backend`` with seeded inputs of ``shapes``, after one warm-up call (a compile happens there).
 
-    ``artifact`` is a previous :class:`Runner`'s, for the same module: a compiled module or ONNX model is then
-    reused rather than made again (latency tables time every entry in several rounds).
+    ``memory_format`` (PyTorch backends): ``channels_last``, ``contiguous``, or ``auto``, the faster of the two
+    here (:func:`faster_format`). ``artifact`` is a previous :class:`Runner`'s, for the same module: a
+    compiled module or ONNX model is then reused rather than made again (latency tables time every entry in
+    several rounds).
     """
     device = torch.device(device)
     reason = unavailable(backend, device)
@@ -164,27 +192,31 @@ def prepare(net: nn.Module, shapes: Sequence[tuple[int, ...]], backend: str = "e
         session = ort_session(artifact, threads)
         feeds = {i.name: x.cpu().numpy() for i, x in zip(session.get_inputs(), xs)}
         runner = Runner(backend, lambda: session.run(None, feeds), device, 0.0, artifact,
-                        {"opset": ONNX_OPSET, "threads": session.get_session_options().intra_op_num_threads})
+                        {"opset": ONNX_OPSET, "session_threads": session.get_session_options().intra_op_num_threads})
     else:
         if artifact is None:
-            artifact = deploy_module(net, device)
-            if backend == "compile":
-                artifact = torch.compile(artifact, dynamic=False)
-        model, xs = artifact, [_channels_last(x) for x in xs]
+            if memory_format == "auto":
+                memory_format, module = faster_format(net, xs, device, threads)
+            else:
+                module = deploy_module(net, device, memory_format)
+            artifact = (torch.compile(module, dynamic=False, fullgraph=True) if backend == "compile" else module,
+                        memory_format)
+        model, memory_format = artifact
+        xs = _as_format(xs, memory_format)
 
         def call() -> Any:
             with torch.inference_mode():
                 if backend == "bf16":
                     with torch.autocast(device.type, dtype=torch.bfloat16):
                         return model(*xs)
-                if backend == "compile":
-                    with torch._dynamo.config.patch(cache_size_limit=COMPILE_CACHE,
-                                                    accumulated_cache_size_limit=COMPILE_CACHE):
-                        return model(*xs)
                 return model(*xs)
 
-        runner = Runner(backend, call, device, 0.0, artifact, {"memory_format": "channels_last"})
-    with _threads(threads):
+        runner = Runner(backend, call, device, 0.0, artifact, {"memory_format": memory_format})
+    # the first call compiles (compile backend): many modules of one class (a latency table's entries) each
+    # need their own graph, past torch's default limit, and hitting the limit must fail, not fall back to eager
+    limits = torch._dynamo.config.patch(recompile_limit=COMPILE_CACHE, accumulated_recompile_limit=COMPILE_CACHE,
+                                        fail_on_recompile_limit_hit=True) if backend == "compile" else nullcontext()
+    with _threads(threads), limits:
         runner.call()
         _sync(device)
     runner.setup_s = time.perf_counter() - t0
@@ -225,14 +257,12 @@ def timed_call(runner: Runner, threads: int | None = None, scratch: torch.Tensor
 
 def reference_output(net: nn.Module, shapes: Sequence[tuple[int, ...]], device: str | torch.device = "cpu",
                      seed: int = 0) -> torch.Tensor:
-    """The network's own float32 output in eval mode on :func:`prepare`'s inputs: what every backend must give."""
+    """The network's own float32 output in eval mode (a copy on ``device``; ``net`` is left as it is) on
+    :func:`prepare`'s inputs: what every backend must give."""
     device = torch.device(device)
-    was_training = net.training
-    try:
-        with torch.no_grad():
-            out = net.eval()(*random_inputs(shapes, device, seed))
-    finally:
-        net.train(was_training)
+    ref = copy.deepcopy(net).to(device).eval()
+    with torch.inference_mode():
+        out = ref(*random_inputs(shapes, device, seed))
     out = out[0] if isinstance(out, (tuple, list)) else out
     return out.detach().float().cpu()
 
@@ -245,40 +275,53 @@ def compare_outputs(out: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
     return {"max_abs_diff": float((out - ref).abs().max()) if ref.numel() else 0.0, "argmax_agreement": agree}
 
 
+def time_networks(nets: Sequence[nn.Module], input_size: tuple[int, ...], backends: Sequence[str] = ("eager",),
+                  rounds: int = 5, threads: int | None = None, device: str | torch.device = "cpu",
+                  flops: Sequence[int | None] | None = None, parity: bool = True) -> list[dict[str, dict[str, Any]]]:
+    """Latency of each network on each backend: the fastest of ``rounds`` interleaved rounds (each round calls
+    every network on every backend once, so a slow spell of the machine hits one round of all rather than all
+    rounds of one), with the setup (compile/export) time, parity against the network's own output (``parity``)
+    and GFLOP/s where ``flops`` gives the network's FLOPs. Per network, backend -> entry; a backend that cannot
+    run a network gets ``latency_ms`` None and its reason in ``error``."""
+    device = torch.device(device)
+    results: list[dict[str, dict[str, Any]]] = []
+    runners: list[tuple[dict[str, Any], Runner]] = []
+    for net in nets:
+        ref = reference_output(net, [tuple(input_size)], device) if parity else None
+        row: dict[str, dict[str, Any]] = {}
+        for backend in backends:
+            entry: dict[str, Any] = {"latency_ms": None, "error": unavailable(backend, device)}
+            row[backend] = entry
+            if entry["error"] is not None:
+                continue
+            try:
+                runner = prepare(net, [tuple(input_size)], backend, device, threads)
+            except Exception as e:  # a backend that fails on this network is reported, the others still run
+                entry["error"] = one_line(e)
+                continue
+            entry.update(setup_s=runner.setup_s, **runner.detail)
+            if ref is not None:
+                entry.update(compare_outputs(runner.output(), ref))
+            runners.append((entry, runner))
+        results.append(row)
+    times: list[list[float]] = [[] for _ in runners]
+    for _ in range(rounds):
+        for i, (_, runner) in enumerate(runners):
+            times[i].append(timed_call(runner, threads))
+    for (entry, _), ts in zip(runners, times):
+        entry.update(latency_ms=min(ts), times_ms=ts, rounds=rounds, threads=int(threads or torch.get_num_threads()))
+    for row, f in zip(results, flops or [None] * len(results)):
+        for entry in row.values():
+            if f is not None and entry["latency_ms"]:
+                entry["gflops_per_s"] = f / (entry["latency_ms"] / 1000.0) / 1e9
+    return results
+
+
 def time_backends(net: nn.Module, input_size: tuple[int, ...], backends: Sequence[str] = ("eager",),
                   rounds: int = 5, threads: int | None = None, device: str | torch.device = "cpu",
                   flops: int | None = None) -> dict[str, dict[str, Any]]:
-    """Latency of ``net`` on each backend: the fastest of ``rounds`` interleaved rounds (each round calls every
-    backend once, so a slow spell of the machine hits one round of all rather than all rounds of one), with the
-    setup (compile/export) time, parity against the network's own output, and GFLOP/s when ``flops`` is given.
-    A backend that cannot run here gets ``latency_ms`` None and its reason in ``error``."""
-    device = torch.device(device)
-    ref = reference_output(net, [tuple(input_size)], device)
-    results: dict[str, dict[str, Any]] = {}
-    runners: dict[str, Runner] = {}
-    for backend in backends:
-        results[backend] = {"latency_ms": None, "error": unavailable(backend, device)}
-        if results[backend]["error"] is not None:
-            continue
-        try:
-            runner = prepare(net, [tuple(input_size)], backend, device, threads)
-        except Exception as e:  # a backend that fails on this network is reported, the others still run
-            results[backend]["error"] = " ".join(f"{type(e).__name__}: {e}".split())[:200]
-            continue
-        runners[backend] = runner
-        results[backend].update(setup_s=runner.setup_s, **runner.detail,
-                                **compare_outputs(runner.output(), ref))
-    times: dict[str, list[float]] = {b: [] for b in runners}
-    for _ in range(rounds):
-        for backend, runner in runners.items():
-            times[backend].append(timed_call(runner, threads))
-    for backend, ts in times.items():
-        ms = min(ts)
-        results[backend].update(latency_ms=ms, times_ms=ts, rounds=rounds,
-                                threads=int(threads or torch.get_num_threads()))
-        if flops is not None:
-            results[backend]["gflops_per_s"] = flops / (ms / 1000.0) / 1e9
-    return results
+    """:func:`time_networks` of one network: backend -> its entry."""
+    return time_networks([net], input_size, backends, rounds, threads, device, [flops])[0]
 
 
 def peak_gflops(device: str | torch.device = "cpu", threads: int | None = None, rounds: int = 3) -> dict[str, Any]:
@@ -289,8 +332,8 @@ def peak_gflops(device: str | torch.device = "cpu", threads: int | None = None, 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         for c, h, w in PEAK_CONVS:
-            conv = nn.Conv2d(c, c, 3, padding=1, bias=False)
-            runner = prepare(conv, [(1, c, h, w)], "eager", device, threads)
+            conv = nn.Conv2d(c, c, 3, padding=1, bias=False, device=device)
+            runner = prepare(conv, [(1, c, h, w)], "eager", device, threads, memory_format="channels_last")
             ms = min(timed_call(runner, threads) for _ in range(rounds))
             gflops = 2 * c * c * 9 * h * w / (ms / 1000.0) / 1e9
             if gflops > best["gflops_per_s"]:

@@ -7,6 +7,7 @@ bounds turn it into one line naming the field, well before either happens.
 
 from __future__ import annotations
 
+import argparse
 import os
 from typing import Any
 
@@ -56,3 +57,16 @@ def check_space_args(args: Any, where: str, error: type[SegnasError]) -> None:
                 shown = number if abs(number) < 10**12 else f"an integer of {len(str(abs(number)))} digits"
                 raise error(f"{path} is {shown}; at most {high} is supported (a network that size would not "
                             "fit in memory), give a realistic value")
+
+
+def parse_hw(text: str) -> tuple[int, int]:
+    """An ``HxW`` command-line size, checked against ``MAX_SIDE`` (argparse's type for every size option)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+        if h <= 0 or w <= 0:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the size as HxW, e.g. 360x480") from None
+    if max(h, w) > MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"{text!r}: at most {MAX_SIDE} pixels per side") from None
+    return h, w

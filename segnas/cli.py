@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from . import zoo
-from .bounds import MAX_SIDE, gib, machine_memory
+from .bounds import gib, machine_memory, parse_hw
 from .errors import GenotypeError, SegnasError
 from .genotype import Genotype
 from .genotype import load as load_genotype
@@ -33,18 +33,6 @@ def resolve_genotype(arg: str) -> Genotype:
     if arg in zoo.list():
         return zoo.get(arg)
     raise GenotypeError(f"{arg}: neither a genotype file nor a zoo entry; zoo: {', '.join(zoo.list())}")
-
-
-def parse_hw(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-        if h <= 0 or w <= 0:
-            raise ValueError
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give the size as HxW, e.g. 360x480") from None
-    if max(h, w) > MAX_SIDE:
-        raise argparse.ArgumentTypeError(f"{text!r}: at most {MAX_SIDE} pixels per side") from None
-    return h, w
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -211,10 +199,10 @@ def cmd_latency(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .backends import deploy_module
     from .config import make_config
     from .data import EvalTransform, build_dataset
-    from .engine import evaluate, load_checkpoint, model_from_checkpoint, per_class_table
+    from .engine import load_checkpoint, model_from_checkpoint, per_class_table
+    from .engine.evaluate import evaluate_deployed
     from .engine.loaders import data_root, dataset_kwargs, eval_loader
     from .engine.rundir import write_json
 
@@ -232,10 +220,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model, genotype = model_from_checkpoint(ckpt, ds.num_classes)
     out = claim_folder(Path(args.out) if args.out else Path(ckpt["path"]).parent.parent / f"eval_{args.split}",
                        "evaluate", args.force)
-    # the network as deployed (BatchNorm folded, channels_last): what users run, and faster
-    metrics = evaluate(deploy_module(model, cfg.device), eval_loader(ds), ds.num_classes, cfg.device,
-                       ds.ignore_index, save_dir=out / "predictions", palette=ds.palette,
-                       max_images=args.save_predictions, channels_last=True)
+    metrics = evaluate_deployed(model, eval_loader(ds), ds.num_classes, cfg.device, ds.ignore_index,
+                                save_dir=out / "predictions", palette=ds.palette, max_images=args.save_predictions)
     print(f"{genotype.name or genotype.archid} on {cfg.data.dataset}/{args.split} ({len(ds)} images)")
     print(per_class_table(metrics, list(ds.class_names)))
     write_json(out / "metrics.json", marked({**metrics, "class_names": list(ds.class_names),
@@ -246,6 +232,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
+    import torch
+
     from .backends import parse_backends, peak_gflops, time_backends, unavailable
     from .engine.session import resolve_device
     from .export import refuse_size
@@ -276,7 +264,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     result.update(genotype=genotype.name or genotype.archid, num_classes=args.num_classes)
     if not args.no_latency:
         result.update(device=f"{device} ({cpu_name()})" if device.type == "cpu" else str(device),
-                      threads=int(args.threads or torch_threads()), rounds=args.rounds,
+                      threads=int(args.threads or torch.get_num_threads()), rounds=args.rounds,
                       backends=time_backends(net, shape, backends, rounds=args.rounds, threads=args.threads,
                                              device=device, flops=result["flops"]),
                       peak=peak_gflops(device, args.threads))
@@ -308,12 +296,6 @@ def cmd_profile(args: argparse.Namespace) -> int:
         print(f"  peak        {peak['gflops_per_s']:.1f} GFLOP/s ({peak['conv']}, fastest of {peak['rounds']}); "
               "eager = BatchNorm folded, channels_last, inference mode; diffs against the unfolded network")
     return 0
-
-
-def torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 def cmd_correlate(args: argparse.Namespace) -> int:

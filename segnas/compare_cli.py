@@ -8,11 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-
-def _hw(text: str) -> tuple[int, int]:
-    from .cli import parse_hw  # the CLI's own size parser (imported at call time: the CLI imports this module)
-
-    return parse_hw(text)
+from .bounds import parse_hw
 
 
 def add_compare_parser(sub: Any) -> argparse.ArgumentParser:
@@ -45,10 +41,10 @@ def add_compare_parser(sub: Any) -> argparse.ArgumentParser:
                         "strategy's own section (e.g. random.trials) to the searches that have it (repeatable)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default=None, help="cpu (default), cuda, ...: every search, retrain and timing")
-    p.add_argument("--latency-size", type=_hw, default=None, metavar="HxW",
+    p.add_argument("--latency-size", type=parse_hw, default=None, metavar="HxW",
                    help="input size the latency is measured at (default: the size of the data's val images)")
-    p.add_argument("--executor", default="local", help="where stages run: local (default: worker processes) or ray "
-                                                       "(inline: in this process, one at a time)")
+    p.add_argument("--executor", default="local", help="where stages run: local (default: worker processes), ray, "
+                                                       "or inline (in this process, one at a time)")
     p.add_argument("--workers", type=int, default=1,
                    help="stages at once (default 1, so searches do not share cores and their budgets stay "
                         "comparable)")

@@ -30,14 +30,15 @@ import torch
 from . import planted, zoo
 from .config import make_config
 from .data import EvalTransform, build_dataset
-from .engine import evaluate, load_checkpoint, model_from_checkpoint, per_class_table, retrain
+from .engine import load_checkpoint, model_from_checkpoint, per_class_table, retrain
+from .engine.evaluate import evaluate_deployed
 from .engine.loaders import dataset_kwargs, eval_loader
 from .genotype import Genotype
 from .genotype import load as load_genotype
 from .objectives.latency import LatencyTable, interleaved_fastest
 from .outputs import claim_folder
 from .profile import profile
-from .report.cost import DEFAULT_BACKENDS
+from .cost import DEFAULT_BACKENDS
 from .report.html import write_report
 from .spaces import get_space
 from .spaces.fasterseg.lut import estimate_latency
@@ -116,9 +117,9 @@ def run_demo(out: Path | None = None, quick: bool = False) -> int:
     rows = []
     for label, (run, genotype) in runs.items():
         model, _ = model_from_checkpoint(load_checkpoint(run), val.num_classes)
-        metrics = evaluate(model, eval_loader(val), val.num_classes, "cpu", val.ignore_index,
-                           save_dir=out / run.name / "predictions" if label == "searched student" else None,
-                           palette=val.palette, max_images=4)
+        metrics = evaluate_deployed(model, eval_loader(val), val.num_classes, "cpu", val.ignore_index,
+                                    save_dir=out / run.name / "predictions" if label == "searched student" else None,
+                                    palette=val.palette, max_images=4)
         if label == "searched student":
             print(per_class_table(metrics, list(val.class_names)))
         cost = profile(model, (1, 3, *deploy), latency=False)

@@ -9,16 +9,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from .bounds import parse_hw
 from .errors import ConfigError
 
 FORMATS = ("onnx",)
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
-
-
-def _hw(text: str) -> tuple[int, int]:
-    from .cli import parse_hw  # imported here: segnas.cli imports this module
-
-    return parse_hw(text)
 
 
 def add_export_parser(sub: Any) -> argparse.ArgumentParser:
@@ -29,7 +24,7 @@ def add_export_parser(sub: Any) -> argparse.ArgumentParser:
                                   "name (untrained, seeded weights)")
     p.add_argument("--format", choices=FORMATS, default="onnx", help="output format (onnx)")
     p.add_argument("--out", required=True, help="the output file, e.g. model.onnx")
-    p.add_argument("--input", type=_hw, default=(512, 1024), metavar="HxW",
+    p.add_argument("--input", type=parse_hw, default=(512, 1024), metavar="HxW",
                    help="export size (default 512x1024); the file records which other sizes the model takes")
     p.add_argument("--num-classes", type=int, default=None,
                    help="classes (default: the checkpoint's; 19 for a genotype)")

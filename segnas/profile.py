@@ -3,9 +3,9 @@
 FLOPs come from torch's own ``torch.utils.flop_counter`` (2 FLOPs per
 multiply-add); papers in this field report multiply-adds as "FLOPs", so both
 are given. Parameters are reported for inference (without training-only
-auxiliary heads, the modules under ``aux_heads``) and in total. Latency is the
-median of timed repeats after warm-up, with the thread count recorded, because
-a CPU latency without its thread count is not comparable.
+auxiliary heads, the modules under ``aux_heads``) and in total. Latency is
+timed on the network as deployed (``segnas.backends``), with the thread count
+recorded, because a CPU latency without its thread count is not comparable.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from .errors import SegnasError
 
 
 def cpu_name() -> str:
@@ -92,9 +94,10 @@ def measure_latency(net: nn.Module, input_size: tuple[int, ...] | list[tuple[int
 
 
 def profile(net: nn.Module, input_size: tuple[int, ...] = (1, 3, 1024, 2048), latency: bool = True,
-            device: str | torch.device = "cpu", warmup: int = 3, repeats: int = 10,
-            threads: int | None = None) -> dict[str, Any]:
-    """Parameters, FLOPs, multiply-adds and (optionally) measured latency at ``input_size``."""
+            device: str | torch.device = "cpu", rounds: int = 10, threads: int | None = None,
+            backend: str = "eager") -> dict[str, Any]:
+    """Parameters, FLOPs, multiply-adds and (optionally) the latency at ``input_size`` on ``backend``: the
+    fastest of ``rounds`` timed calls after a warm-up, the statistic ``segnas profile`` and latency tables use."""
     flops = count_flops(net, tuple(input_size))
     out: dict[str, Any] = {
         "input_size": list(input_size),
@@ -105,5 +108,10 @@ def profile(net: nn.Module, input_size: tuple[int, ...] = (1, 3, 1024, 2048), la
         "torch": torch.__version__,
     }
     if latency:
-        out.update(measure_latency(net, tuple(input_size), device, warmup, repeats, threads))
+        from .backends import time_backends
+
+        entry = time_backends(net, tuple(input_size), [backend], rounds, threads, device, flops)[backend]
+        if entry["error"] is not None:
+            raise SegnasError(f"backend {backend}: {entry['error']}")
+        out.update(backend=backend, device=str(torch.device(device)), **entry)
     return out

@@ -9,14 +9,9 @@ import argparse
 import sys
 from typing import Any
 
+from .bounds import parse_hw
 from .errors import ConfigError
-from .report.cost import DEFAULT_BACKENDS
-
-
-def _hw(text: str) -> tuple[int, int]:
-    from .cli import parse_hw  # imported here: segnas.cli imports this module
-
-    return parse_hw(text)
+from .cost import DEFAULT_BACKENDS
 
 
 def add_report_parser(sub: Any) -> argparse.ArgumentParser:
@@ -31,7 +26,7 @@ def add_report_parser(sub: Any) -> argparse.ArgumentParser:
                    help=f"backends the networks are timed on: eager, compile, onnxruntime, bf16 "
                         f"(default {','.join(DEFAULT_BACKENDS)})")
     p.add_argument("--no-latency", action="store_true", help="count parameters and multiply-adds, do not time")
-    p.add_argument("--input", type=_hw, default=None, metavar="HxW",
+    p.add_argument("--input", type=parse_hw, default=None, metavar="HxW",
                    help="input size of the cost table (default: the run's val images or training data)")
     p.add_argument("--force", action="store_true", help="replace an --out file segnas did not write")
     p.add_argument("--quiet", action="store_true", help="print only the report's path")
@@ -47,6 +42,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not 0 <= args.images <= MAX_IMAGES:
         raise ConfigError(f"--images must be 0-{MAX_IMAGES}, got {args.images}")
     backends = tuple(parse_backends(args.backends, "--backends"))
+    if args.out is not None and not args.out.lower().endswith((".html", ".htm")):
+        raise ConfigError(f"--out {args.out}: a report is an HTML page; give a file name ending in .html")
 
     def log(line: str) -> None:
         if not args.quiet:

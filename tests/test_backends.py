@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from segnas import zoo
-from segnas.backends import (deploy_module, parse_backends, peak_gflops, prepare, reference_output, table_backend,
-                             time_backends, unavailable)
+from segnas.backends import (MEMORY_FORMATS, compare_outputs, deploy_module, parse_backends, peak_gflops, prepare, reference_output,
+                             table_backend, time_backends, time_networks, unavailable)
 from segnas.cli import main
 from segnas.errors import ConfigError, SegnasError
 from segnas.objectives.latency import LatencyTable, OpKey, latency_environment
@@ -59,19 +59,67 @@ def test_deployed_module_is_folded_channels_last_and_computes_the_same(fasterseg
 
 def test_eager_and_onnxruntime_reproduce_the_network_and_are_timed(fasterseg_net):
     shape = (1, 3, 64, 96)
-    res = time_backends(fasterseg_net, shape, ["eager", "onnxruntime"], rounds=2, threads=1, flops=10**9)
+    res = time_backends(fasterseg_net, shape, ["eager", "onnxruntime"], rounds=2, threads=1)
     for name in ("eager", "onnxruntime"):
         r = res[name]
         assert r["error"] is None and r["latency_ms"] > 0 and len(r["times_ms"]) == 2
-        assert r["latency_ms"] == min(r["times_ms"]) and r["threads"] == 1
         assert r["max_abs_diff"] < 1e-4 and r["argmax_agreement"] >= 0.999
-        assert r["gflops_per_s"] == pytest.approx(1.0 / (r["latency_ms"] / 1000.0))
-    assert res["onnxruntime"]["threads"] == 1 and res["eager"]["memory_format"] == "channels_last"
+    assert res["onnxruntime"]["session_threads"] == 1 and res["eager"]["memory_format"] in MEMORY_FORMATS
     # a backend that gives another function is caught by the parity columns, not hidden by them
     wrong = prepare(nn.Sequential(nn.Conv2d(3, 5, 1)), [shape], "eager")
-    from segnas.backends import compare_outputs
     bad = compare_outputs(wrong.output(), reference_output(fasterseg_net, [shape]))
     assert bad["max_abs_diff"] > 1e-3
+
+
+class _Clock:
+    """A fake clock that only the timed modules move: each call of a module advances it by that module's next
+    scripted duration, so the timings a timer reports are known exactly."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def __deepcopy__(self, memo: dict) -> "_Clock":
+        return self
+
+
+class _Scripted(nn.Module):
+    def __init__(self, clock: _Clock, seconds: list[float], calls: list[str], name: str) -> None:
+        super().__init__()
+        self.clock, self.seconds, self.calls, self.name = clock, seconds, calls, name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.clock.now += self.seconds[len([c for c in self.calls if c == self.name])]
+        self.calls.append(self.name)
+        return x
+
+    def __deepcopy__(self, memo: dict) -> "_Scripted":
+        return self  # the deployed copy must move the same clock and log
+
+
+def test_networks_are_timed_in_interleaved_rounds_keeping_each_ones_fastest(monkeypatch):
+    clock, calls = _Clock(), []
+    monkeypatch.setattr("segnas.backends.time", clock)
+    a = _Scripted(clock, [9.0, 0.005, 0.003, 0.004], calls, "a")  # warm-up, then rounds 1-3
+    b = _Scripted(clock, [9.0, 0.002, 0.006, 0.001], calls, "b")
+    ra, rb = time_networks([a, b], (1, 1, 2, 2), ["eager"], rounds=3, parity=False, flops=[6 * 10**9, None])
+    assert calls == ["a", "b"] + ["a", "b"] * 3  # warm-ups when prepared, then one call of each per round
+    assert ra["eager"]["times_ms"] == pytest.approx([5.0, 3.0, 4.0]) and ra["eager"]["latency_ms"] == pytest.approx(3.0)
+    assert rb["eager"]["times_ms"] == pytest.approx([2.0, 6.0, 1.0]) and rb["eager"]["latency_ms"] == pytest.approx(1.0)
+    assert ra["eager"]["setup_s"] == pytest.approx(9.0)
+    assert ra["eager"]["gflops_per_s"] == pytest.approx(2000.0) and "gflops_per_s" not in rb["eager"]
+
+
+def test_the_faster_memory_format_is_kept(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr("segnas.backends.time", clock)
+    # a warm-up and a timed call in channels_last, the same in contiguous, then the runner's own warm-up
+    for seconds, expected in (([1.0, 0.5, 1.0, 0.2, 0.1], "contiguous"), ([1.0, 0.2, 1.0, 0.5, 0.1], "channels_last")):
+        calls: list[str] = []
+        runner = prepare(_Scripted(clock, seconds, calls, "n"), [(1, 1, 2, 2)], "eager")
+        assert runner.detail["memory_format"] == expected and len(calls) == 5
 
 
 def test_unavailable_backends_are_reported_not_timed(fasterseg_net, monkeypatch):
@@ -94,7 +142,7 @@ def test_profile_prints_the_backend_table(capsys, monkeypatch):
     assert set(result["backends"]) == {"eager", "onnxruntime"} and result["threads"] == 1
     for entry in result["backends"].values():
         assert entry["latency_ms"] > 0 and entry["max_abs_diff"] < 1e-4
-        assert 0 < entry["peak_fraction"] == pytest.approx(entry["gflops_per_s"] / result["peak"]["gflops_per_s"])
+        assert 0 < entry["peak_fraction"] and entry["gflops_per_s"] > 0
     assert result["peak"]["gflops_per_s"] > 0.5
     code = main(["profile", "fasterseg", "--input", "32x32", "--rounds", "1", "--threads", "1",
                  "--backend", "eager,onnxruntime"])
@@ -115,7 +163,7 @@ def test_peak_is_a_large_convolution(monkeypatch):
     monkeypatch.setattr("segnas.backends.PEAK_CONVS", ((32, 16, 16),))
     peak = peak_gflops(threads=1, rounds=1)
     assert peak["conv"] == "3x3 conv 32->32 at 1x32x16x16"
-    assert peak["gflops_per_s"] == pytest.approx(2 * 32 * 32 * 9 * 16 * 16 / (peak["latency_ms"] / 1000) / 1e9)
+    assert peak["gflops_per_s"] * 1e9 * peak["latency_ms"] / 1000 == pytest.approx(4_718_592)  # 2*32*32*9*16*16
 
 
 def test_latency_table_per_backend_records_it_and_is_refused_elsewhere(tmp_path):
@@ -165,6 +213,8 @@ def test_unavailable_onnxruntime_is_one_line(monkeypatch):
 
 @pytest.mark.slow
 def test_compile_backend_reproduces_the_network(fasterseg_net):
+    torch._dynamo.utils.counters.clear()
     res = time_backends(fasterseg_net, (1, 3, 64, 96), ["eager", "compile"], rounds=2, threads=1)
     assert res["compile"]["error"] is None and res["compile"]["max_abs_diff"] < 1e-4
-    assert res["compile"]["setup_s"] > res["eager"]["setup_s"]
+    # compiled as one graph (fullgraph: a break would be an error row), not run eagerly
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1

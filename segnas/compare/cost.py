@@ -1,8 +1,8 @@
 """The cost stage of a comparison: parameters, multiply-adds and measured latency of every retrained network.
 
-All networks are timed together in interleaved rounds (each round times every network once; a network
-keeps its fastest round), so a slow spell of a shared machine falls on one round of all of them rather
-than on every round of one. The stage is kept on a rerun unless the set of retrained networks changed;
+All networks are costed together by :func:`segnas.cost.cost_rows` (the rows ``segnas report`` shows):
+timed in interleaved rounds, each keeping its fastest, so a slow spell of a shared machine falls on one
+round of all of them rather than on every round of one. The stage is kept on a rerun unless the set of retrained networks changed;
 then every network is timed again, so the latencies in one table always come from one measurement.
 """
 
@@ -16,10 +16,8 @@ from ..data import EvalTransform, build_dataset
 from ..engine import load_checkpoint, model_from_checkpoint
 from ..engine.loaders import data_root, dataset_kwargs
 from ..engine.session import resolve_device
-from ..errors import SegnasError
-from ..executors.base import one_line
-from ..objectives.latency import interleaved_fastest
-from ..profile import profile
+from ..cost import cost_rows
+from ..errors import SegnasError, one_line
 
 
 def eval_size(cfg: RunConfig) -> tuple[int, int]:
@@ -34,39 +32,49 @@ def eval_size(cfg: RunConfig) -> tuple[int, int]:
 
 
 def measure(rec, out: Path, p, opts) -> None:
-    """Measure (or keep) the cost of every network whose retrain finished, into ``compare.json``'s ``cost``."""
+    """Measure (or keep) the cost of every network whose retrain finished, into ``compare.json``'s ``cost``.
+    A measurement is kept on a rerun only when it covered the same networks without an error."""
     retrained = {e.label: rec.stage(e.label, "retrain")["result"]["archid"] for e in p.entries
                  if rec.stage(e.label, "retrain").get("state") == "done"}
     cost = rec.state.get("cost") or {}
-    if cost.get("state") == "done" and cost.get("archids") == retrained:
+    if (cost.get("state") == "done" and cost.get("archids") == retrained
+            and not any("error" in r for r in cost.get("results", {}).values())):
         if retrained:
             rec.say("cost: measured earlier, kept")
         return
     cfg = p.retrain_cfg
     size = tuple(opts.latency_size) if opts.latency_size else eval_size(cfg)
-    shape = (1, 3, *size)
     device = resolve_device(cfg.device)
     rounds = 3 if opts.preset == "tiny" else 10
     results: dict[str, dict[str, Any]] = {}
-    models = []
+    networks = []
     for label in retrained:
         try:
             ckpt = load_checkpoint(out / "retrain" / label)
-            model, _ = model_from_checkpoint(ckpt)
-            counted = profile(model, shape, latency=False)
+            model, genotype = model_from_checkpoint(ckpt)
         except (SegnasError, RuntimeError) as e:
             results[label] = {"error": one_line(e)}
             continue
-        results[label] = {"params": counted["params"], "macs": counted["macs"], "checkpoint": ckpt["path"]}
-        models.append((label, model))
-    if models:
-        rec.say(f"cost: timing {len(models)} network(s) at {size[0]}x{size[1]} on {device}, {p.threads} thread(s), "
-                f"{rounds} interleaved rounds")
-        times = interleaved_fastest([m for _, m in models], shape, device, rounds=rounds, threads=p.threads)
-        for (label, _), runs in zip(models, times):
-            results[label].update({"latency_ms": min(runs), "latency_runs_ms": runs})
-    rec.state["cost"] = {"state": "done", "archids": retrained, "input": list(shape), "rounds": rounds,
-                         "threads": p.threads, "device": str(device), "results": results}
+        results[label] = {"checkpoint": ckpt["path"]}
+        networks.append((label, model, genotype, True))
+    if networks:
+        rec.say(f"cost: timing {len(networks)} network(s) at {size[0]}x{size[1]} on {device}, {p.threads} "
+                f"thread(s), {rounds} interleaved rounds")
+    try:
+        rows = cost_rows(networks, size, ("eager",), rounds=rounds, threads=p.threads, device=device)
+    except (SegnasError, RuntimeError) as e:  # recorded; a rerun measures again
+        rows = []
+        for label, *_ in networks:
+            results[label]["error"] = one_line(e)
+    for row in rows:
+        entry = row.latency.get("eager", {})
+        error = row.error or entry.get("error")
+        results[row.label].update({"params": row.params, "macs": row.macs, "latency_ms": entry.get("latency_ms"),
+                                   "latency_runs_ms": entry.get("times_ms")})
+        if error:
+            results[row.label]["error"] = error
+    rec.state["cost"] = {"state": "done", "archids": retrained, "input": [1, 3, *size], "rounds": rounds,
+                         "threads": p.threads, "device": str(device), "backend": "eager", "results": results}
     rec.save()
 
 

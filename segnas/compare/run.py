@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from ..errors import ConfigError, SegnasError
 from ..executors import make_executor
 from ..executors.ray_executor import import_ray
 from ..fileio import atomic_write_text
+from ..genotype import load as load_genotype
 from ..outputs import claim_folder, marked
 from .cost import measure
 from .plan import (Entry, check_same, command_extra, entries, method_list, retrain_config, search_config,
@@ -134,12 +136,15 @@ class Recorder:
         self.out, self.state = out, state
 
     def save(self) -> None:
+        """Write the record now (a comparison killed later loses no finished stage)."""
         atomic_write_text(self.out / "compare.json", json.dumps(marked(self.state, COMMAND), indent=2) + "\n")
 
     def say(self, line: str) -> None:
+        """A progress line of the comparison."""
         print(line, flush=True)
 
     def stage(self, label: str, kind: str) -> dict[str, Any]:
+        """The record of stage ``kind`` ("search" or "retrain") of the search ``label`` (mutable)."""
         return self.state["stages"][label][kind]
 
     def settle(self, label: str, kind: str, result: Any) -> None:
@@ -246,8 +251,15 @@ def _retrains(rec: Recorder, p: Plan, out: Path, progress: bool) -> dict[str, di
         if _done(stage) and stage["result"].get("archid") == search["result"]["archid"]:
             rec.say(f"retrain {e.label}: finished earlier, kept")
             continue
+        run = out / "retrain" / e.label
+        old = run / "genotype.json"
+        if old.is_file() and load_genotype(old).archid != search["result"]["archid"]:
+            # this comparison's own retrain of a genotype its redone search no longer gives: start it anew
+            rec.say(f"retrain {e.label}: its search now gives {search['result']['archid']}; the retrain of "
+                    f"{load_genotype(old).archid} is removed")
+            shutil.rmtree(run)
         retrains[e.label] = {"genotype": search["result"]["genotype"], "cfg": p.retrain_cfg,
-                             "out": str(out / "retrain" / e.label), "progress": progress}
+                             "out": str(run), "progress": progress}
     return retrains
 
 
@@ -263,6 +275,7 @@ def _rows(state: dict[str, Any], plan_entries: list[Entry]) -> list[dict[str, An
         if error is None and c.get("error"):
             error = f"cost: {c['error']}"
         rows.append({"label": e.label, "method": e.method, "strategy": e.strategy, "space": e.space,
+                     "baseline": e.baseline,
                      "val_miou": r.get("val_miou"), "params": c.get("params"), "macs": c.get("macs"),
                      "latency_ms": c.get("latency_ms"), "search_s": s.get("search_s"), "retrain_s": r.get("retrain_s"),
                      "budget_stopped": s.get("budget_stopped"), "archid": s.get("archid"), "error": error,

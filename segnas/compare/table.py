@@ -8,8 +8,8 @@ import io
 from pathlib import Path
 from typing import Any
 
-from ..fileio import atomic_write
-from ..outputs import png_text
+from ..report.draw import pyplot, save_figure
+
 
 COLUMNS = ("label", "method", "strategy", "space", "val_miou", "params", "macs", "latency_ms", "search_s",
            "retrain_s", "budget_stopped", "pareto", "archid", "error")
@@ -59,17 +59,13 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
 def draw_pareto(rows: list[dict[str, Any]], path: str | Path, title: str) -> Path:
     """Latency (ms) against val mIoU (%): every retrained network a labelled point (random baselines hollow),
     the Pareto front a step line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     done = [r for r in rows if r["latency_ms"] is not None and r["val_miou"] is not None]
     shown: set[str] = set()
     for r in done:
         x, y = r["latency_ms"], 100 * r["val_miou"]
-        kind = "random baseline" if r["strategy"] == "random" else "searched"
+        kind = "random baseline" if r.get("baseline") else "searched"
         ax.scatter([x], [y], s=40, zorder=3, facecolors="none" if kind != "searched" else "#1f77b4",
                    edgecolors="#1f77b4", label=None if kind in shown else kind)
         shown.add(kind)
@@ -89,12 +85,7 @@ def draw_pareto(rows: list[dict[str, Any]], path: str | Path, title: str) -> Pat
     ax.set_ylabel("val mIoU (%)")
     ax.set_title(title, fontsize=9)
     ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    try:
-        return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120, metadata=png_text("compare")),
-                            binary=True)
-    finally:
-        plt.close(fig)
+    return save_figure(plt, fig, path, "compare")
 
 
 __all__ = ["COLUMNS", "csv_text", "draw_pareto", "markdown", "pareto_front"]

@@ -44,7 +44,7 @@ def prepare_run_dir(path: str | os.PathLike, resume: bool) -> Path:
     if (path / "checkpoints" / "last.pt").is_file():
         raise ConfigError(f"{path}: a run already exists here; pass --resume to continue it "
                           "or choose another --out folder")
-    ours = _is_segnas_run(path)
+    ours = is_segnas_run(path)
     if not ours and path.is_dir():
         found = sorted(p.name for p in path.iterdir() if not p.name.endswith(TEMP_SUFFIX))
         if found:
@@ -69,7 +69,10 @@ def _drop_partial_writes(run: Path) -> None:
             remove_partial_writes(folder)
 
 
-def _is_segnas_run(path: Path) -> bool:
+def is_segnas_run(path: Path) -> bool:
+    """Whether ``path`` is a segnas run folder, finished or not (its mark, or a segnas env.json)."""
+    if not path.is_dir():
+        return False
     if mark_of(path) == "run":
         return True
     try:

@@ -9,13 +9,14 @@ it never stops the caller and never turns into a value such as 0.
 
 from __future__ import annotations
 
-import re
 import time
 import traceback as tb
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from ..errors import one_line
 
 E = TypeVar("E", bound="Executor")
 TaskFn = Callable[[dict[str, Any]], dict[str, Any]]
@@ -31,14 +32,6 @@ class TaskResult:
     error: str
     wall_s: float
     traceback: str = ""
-
-
-def one_line(error: BaseException) -> str:
-    """``Type: first line of the message``, for logs and result records (terminal colour codes removed)."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
-    first = text.splitlines()[0] if text else ""
-    line = f"{type(error).__name__}: {first}" if first else type(error).__name__
-    return line if len(line) <= 300 else line[:297] + "..."
 
 
 def failed(key: Hashable, error: str, wall_s: float, traceback: str = "") -> TaskResult:

@@ -18,6 +18,7 @@ from ..genotype import Genotype
 from ..engine import distributed
 from ..engine.rundir import write_yaml
 from ..errors import ConfigError
+from ..backends import backend_of_table
 from ..objectives.latency import LatencyMiss, LatencyTable, latency_environment
 from ..report.draw import draw_fasterseg
 from ..spaces.fasterseg import FasterSegSpace
@@ -100,7 +101,9 @@ def build_table(cfg: RunConfig, num_classes: int, hw, out: Path, extend: bool, r
     """``segnas latency build --space fasterseg``: (table, entries measured now, calibration, lines to print)."""
     keys, meta = table_keys(cfg, num_classes, hw)
     env = latency_environment(device, cfg.threads, backend)
-    table = LatencyTable.load(out, env) if out.is_file() and extend else LatencyTable(env, meta=meta)
+    table = (LatencyTable.load(out, env, hint=f"pass --backend {backend_of_table(LatencyTable.load(out).environment['backend'])} "
+                               "to extend it, or --force to replace it")
+             if out.is_file() and extend else LatencyTable(env, meta=meta))
     measured = table.build(keys, probe, device, repeats=repeats, progress=progress)
     cal = calibrate_table(table, meta["space_args"], hw, num_classes, device, repeats=repeats, seed=cfg.seed)
     args = meta["space_args"]

@@ -44,7 +44,7 @@ from .. import jsonio
 from ..errors import SegnasError
 from ..fileio import atomic_write_text
 from ..ops import make_op
-from ..backends import backend_of_table, prepare, table_backend, timed_call
+from ..backends import backend_of_table, prepare, table_backend, time_networks, timed_call
 from ..profile import cpu_name
 
 TABLE_FORMAT = 4  # 2: private caches flushed before each call; 3: and the fastest of interleaved rounds;
@@ -61,12 +61,11 @@ def interleaved_fastest(nets: Sequence[nn.Module], input_size: tuple[int, ...], 
     network rather than into all rounds of one; a network's fastest round is
     then the estimate of its own latency, the statistic table entries use.
     """
-    runners = [prepare(net, [tuple(input_size)], backend, device, threads) for net in nets]
-    times: list[list[float]] = [[] for _ in nets]
-    for _ in range(rounds):
-        for i, runner in enumerate(runners):
-            times[i].append(timed_call(runner, threads))
-    return times
+    rows = time_networks(nets, input_size, [backend], rounds, threads, device, parity=False)
+    for row in rows:
+        if row[backend]["error"] is not None:
+            raise SegnasError(f"backend {backend}: {row[backend]['error']}")
+    return [row[backend]["times_ms"] for row in rows]
 
 
 def time_entry(module: nn.Module, shapes: list[tuple[int, ...]], backend: str, device: str | torch.device,
@@ -74,11 +73,18 @@ def time_entry(module: nn.Module, shapes: list[tuple[int, ...]], backend: str, d
     """One table entry's timed call (ms) with the private caches flushed first, and the artifact (compiled
     module, ONNX model) a later round of the same entry reuses."""
     device = torch.device(device)
-    runner = prepare(module, shapes, backend, device, threads, artifact)
+    # an entry runs in channels_last, the format most networks of the space deploy in; whole networks are timed
+    # in their faster format, and calibration against them takes up the difference
+    runner = prepare(module, shapes, backend, device, threads, artifact, memory_format="channels_last")
     for _ in range(warmup - 1):
         runner.call()
     scratch = torch.zeros(int(FLUSH_MB * 2**18), device=device)
     return timed_call(runner, threads, scratch), runner.artifact
+
+
+def _runtime(backend: Any) -> str:
+    """A table's backend without the runtime's version: two onnxruntime versions are one backend, rebuilt."""
+    return "onnxruntime" if str(backend).startswith("onnxruntime-") else str(backend)
 
 
 class LatencyMiss(SegnasError):
@@ -213,17 +219,19 @@ class LatencyTable:
                             "table_sum_ms": summed}
         return self.calibration
 
-    def check_environment(self, expected: dict[str, Any], source: str = "latency table") -> None:
-        """Refuse a table measured elsewhere: name the field that differs and the fix."""
+    def check_environment(self, expected: dict[str, Any], source: str = "latency table", hint: str = "") -> None:
+        """Refuse a table measured elsewhere: name the field that differs and the fix (``hint`` replaces the
+        default advice on a different backend, e.g. for a command that builds tables)."""
         for field in ("device", "backend", "threads", "torch"):
-            if field == "backend" and self.environment.get(field) != expected.get(field):
-                raise SegnasError(f"{source}: built for backend {self.environment.get(field)!r} but this run "
-                                  f"optimises for {expected.get(field)!r}; set fasterseg.backend to the table's "
-                                  "backend, or rebuild the table with 'segnas latency build --backend ...'")
-            if self.environment.get(field) != expected.get(field):
-                raise SegnasError(f"{source}: measured with {field}={self.environment.get(field)!r} but this "
-                                  f"run has {field}={expected.get(field)!r}; rebuild the table here with "
-                                  "'segnas latency build'")
+            have, want = self.environment.get(field), expected.get(field)
+            if have == want:
+                continue
+            if field == "backend" and _runtime(have) != _runtime(want):
+                raise SegnasError(f"{source}: built for backend {have!r} but this run optimises for {want!r}; "
+                                  + (hint or "set fasterseg.backend to the table's backend, or rebuild the table "
+                                     "with 'segnas latency build --backend ...'"))
+            raise SegnasError(f"{source}: measured with {field}={have!r} but this run has {field}={want!r}; "
+                              "rebuild the table here with 'segnas latency build'")
 
     def save(self, path: str | Path) -> Path:
         data = {"format": TABLE_FORMAT, "environment": self.environment, "meta": self.meta,
@@ -231,7 +239,7 @@ class LatencyTable:
         return atomic_write_text(path, json.dumps(data, indent=1) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path, expected: dict[str, Any] | None = None) -> "LatencyTable":
+    def load(cls, path: str | Path, expected: dict[str, Any] | None = None, hint: str = "") -> "LatencyTable":
         path = Path(path)
         if not path.is_file():
             raise SegnasError(f"{path}: no such latency table; build one with 'segnas latency build'")
@@ -258,5 +266,5 @@ class LatencyTable:
             raise SegnasError(f"{path}: not a segnas latency table ({e}); rebuild it with "
                               "'segnas latency build'") from None
         if expected is not None:
-            table.check_environment(expected, str(path))
+            table.check_environment(expected, str(path), hint)
         return table

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .draw import _figure, _save
+from .draw import pyplot, save_figure
 
 SOURCE_STYLE = {  # where an architecture came from -> (colour, marker, legend)
     "along": ("#1f77b4", "o", "along the search (decoded per epoch)"),
@@ -25,7 +25,7 @@ def _stat(entry: dict[str, Any] | None) -> str:
 def draw_correlation(result: dict[str, Any], path: str | Path) -> Path:
     """Search score (x) against retrained val mIoU (y) in percent, by source; rho and tau with their intervals
     in the title, the final genotype of the search ringed."""
-    plt = _figure()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     archs = [a for a in result["architectures"] if a.get("retrained_miou") is not None]
     for source, (colour, marker, label) in SOURCE_STYLE.items():
@@ -51,7 +51,7 @@ def draw_correlation(result: dict[str, Any], path: str | Path) -> Path:
     ax.set_title(f"{result['settings']['method']}: Pearson rho {_stat(stats.get('pearson'))}, Kendall tau "
                  f"{_stat(stats.get('kendall'))}\n({ci}% bootstrap intervals, n = {stats.get('n', len(archs))})",
                  fontsize=9)
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 __all__ = ["SOURCE_STYLE", "draw_correlation"]

@@ -6,13 +6,11 @@ are missing from the log is not drawn (None), so a run of any method and any age
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..outputs import png_text
-from .draw import _figure
+from .draw import pyplot, figure_png
 
 Panel = tuple[str, dict[str, tuple[list[float], list[float]]], str]  # (title, {label: (xs, ys)}, x label)
 MAX_POINTS = 2000  # per line: a long run's per-step losses are thinned to this many points
@@ -35,19 +33,6 @@ SIGNAL_KEYS: dict[str, str] = {
 }
 
 
-def figure_png(fig: Any, plt: Any, tight: bool = True) -> bytes:
-    """The figure as PNG bytes, marked as segnas' own; the figure is closed. ``tight``: fit the layout to the
-    labels (an extra drawing pass; a grid laid out beforehand skips it)."""
-    buf = io.BytesIO()
-    try:
-        if tight:
-            fig.tight_layout()
-        fig.savefig(buf, format="png", dpi=100, metadata=png_text("report"))
-    finally:
-        plt.close(fig)
-    return buf.getvalue()
-
-
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -64,7 +49,7 @@ def small_multiples(panels: list[Panel], columns: int = 3) -> bytes | None:
     panels = [p for p in panels if any(xs for xs, _ in p[1].values())]
     if not panels:
         return None
-    plt = _figure()
+    plt = pyplot()
     cols = min(columns, len(panels))
     rows = math.ceil(len(panels) / cols)
     from matplotlib.ticker import MaxNLocator
@@ -91,7 +76,7 @@ def small_multiples(panels: list[Panel], columns: int = 3) -> bytes | None:
             ax.legend(fontsize=7, loc="best")
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    return figure_png(fig, plt, tight=False)
+    return figure_png(fig, plt, "report", tight=False, dpi=100)
 
 
 def _series(records: list[dict[str, Any]], x: Callable[[dict[str, Any]], Any],
@@ -172,7 +157,7 @@ def trial_chart(trials: list[dict[str, Any]], title: str) -> bytes | None:
     xs, ys = _series(trials, lambda t: t.get("trial"), lambda t: t.get("miou"), 100.0)
     if not xs:
         return None
-    plt = _figure()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
     ax.scatter(xs, ys, s=18, c="#1f77b4", label="trainB mIoU", zorder=3)
     best, running = float("-inf"), []
@@ -188,7 +173,7 @@ def trial_chart(trials: list[dict[str, Any]], title: str) -> bytes | None:
     ax.set_title(title, fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="best")
-    return figure_png(fig, plt)
+    return figure_png(fig, plt, "report", dpi=100)
 
 
 __all__ = ["Panel", "epoch_panels", "eval_panels", "figure_png", "retrain_chart", "search_epoch_chart",

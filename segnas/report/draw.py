@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+from typing import Any
 
 from ..fileio import atomic_write
 from ..genotype import Genotype
@@ -17,7 +19,8 @@ OP_STYLE = {  # operator -> (colour, marker)
 }
 
 
-def _figure():
+def pyplot() -> Any:
+    """matplotlib's pyplot on the headless Agg backend (imported on first use: it is slow to import)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -26,19 +29,28 @@ def _figure():
     return plt
 
 
-def _save(plt, fig, path: str | Path) -> Path:
-    """Write the figure as a PNG marked as segnas' own (so a rerun may replace it), atomically."""
-    fig.tight_layout()
+def figure_png(fig: Any, plt: Any, command: str = "draw", tight: bool = True, dpi: int = 120) -> bytes:
+    """The figure as PNG bytes marked as written by ``command`` (so a rerun of it may replace the file); the
+    figure is closed. ``tight``: fit the layout to the labels (a grid laid out beforehand skips it)."""
+    buf = io.BytesIO()
     try:
-        return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120, metadata=png_text("draw")),
-                            binary=True)
+        if tight:
+            fig.tight_layout()
+        fig.savefig(buf, format="png", dpi=dpi, metadata=png_text(command))
     finally:
         plt.close(fig)
+    return buf.getvalue()
+
+
+def save_figure(plt: Any, fig: Any, path: str | Path, command: str = "draw") -> Path:
+    """Write the figure to ``path`` as a PNG marked as ``command``'s, atomically."""
+    png = figure_png(fig, plt, command)
+    return atomic_write(path, lambda f: f.write(png), binary=True)
 
 
 def draw_fasterseg(genotype: Genotype, path: str | Path) -> Path:
     """Each branch as a path over (cell, scale) like the paper's Figure 6, operators as markers, chi as labels."""
-    plt = _figure()
+    plt = pyplot()
     branches = genotype.structure["branches"]
     n = max(len(b["cells"]) for b in branches)
     fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * n + 2), 3.2 + 0.4 * len(branches)))
@@ -66,12 +78,12 @@ def draw_fasterseg(genotype: Genotype, path: str | Path) -> Path:
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=5, fontsize=7, frameon=False)
     ax.set_title(f"{genotype.name or genotype.space}  [{genotype.archid}]  (numbers: expansion ratio chi)",
                  fontsize=9)
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 def draw_autodeeplab(genotype: Genotype, path: str | Path) -> Path:
     """The path in the L-layer trellis (paper Fig. 1/3 style) next to the cell as a graph of its blocks."""
-    plt = _figure()
+    plt = pyplot()
     structure = genotype.structure
     layers, cell = structure["path"], structure["cell"]
     n = len(layers)
@@ -119,7 +131,7 @@ def draw_autodeeplab(genotype: Genotype, path: str | Path) -> Path:
     bx.set_ylim(-0.1, 1.1)
     bx.axis("off")
     bx.set_title("cell (h(l): concat of the blocks)", fontsize=9)
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 def draw_dcnas(genotype: Genotype, path: str | Path) -> Path:
@@ -128,7 +140,7 @@ def draw_dcnas(genotype: Genotype, path: str | Path) -> Path:
     A searched genotype's meta holds each kept connection's weight (``connection_weights``, aligned with
     the nodes' inputs); other genotypes (samples, hand-written) draw every edge at one width.
     """
-    plt = _figure()
+    plt = pyplot()
     nodes = genotype.structure["nodes"]
     layers = int(genotype.space_args.get("layers", max(n["layer"] for n in nodes)))
     level = {4: 0, 8: 1, 16: 2, 32: 3}
@@ -169,13 +181,13 @@ def draw_dcnas(genotype: Genotype, path: str | Path) -> Path:
     edges = "edge width = sigmoid(beta)" if weights is not None else "kept connections"
     ax.set_title(f"{genotype.name or genotype.space}  [{genotype.archid}]  ({len(nodes)} nodes; {edges})",
                  fontsize=9)
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 def draw_dots(genotype: Genotype, path: str | Path) -> Path:
     """The normal and the reduction cell side by side (DARTS' figure style): inputs c(k-2), c(k-1) on the
     left, the nodes in a column, each edge labelled with its operator, every node feeding the output c(k)."""
-    plt = _figure()
+    plt = pyplot()
     structure = genotype.structure
     nodes = len(structure["normal"]) // 2
     top = nodes - 1.0
@@ -215,7 +227,7 @@ def draw_dots(genotype: Genotype, path: str | Path) -> Path:
         ax.set_title(what, fontsize=9)
     fig.suptitle(f"{genotype.name or genotype.space}  [{genotype.archid}]  (c(k) = concat of the nodes)",
                  fontsize=9)
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 def draw_nekrasov(genotype: Genotype, path: str | Path) -> Path:
@@ -224,7 +236,7 @@ def draw_nekrasov(genotype: Genotype, path: str | Path) -> Path:
     from ..spaces.nekrasov.cell import cell_outputs
     from ..spaces.nekrasov.encoding import ENCODER_SCALES, head_inputs
 
-    plt = _figure()
+    plt = pyplot()
     structure = genotype.structure
     connections, cell = structure["connections"], structure["cell"]
     n_enc, n_blocks = len(ENCODER_SCALES), len(connections)
@@ -305,4 +317,4 @@ def draw_nekrasov(genotype: Genotype, path: str | Path) -> Path:
     bx.set_title("cell: o1 on the input, three branches of two operations summed; unread sums form the output",
                  fontsize=9)
     fig.suptitle(f"{genotype.name or genotype.space}  [{genotype.archid}]", fontsize=9)
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)

@@ -48,7 +48,8 @@ def _data_config(saved: dict[str, Any]) -> DataConfig:
 def evaluate_checkpoint(path: Path, images: int, device: str = "cpu") -> TrainedRun:
     """Load the network of checkpoint ``path`` and score it on the first ``images`` val images (0: none)."""
     from ..data import EvalTransform, build_dataset
-    from ..engine import evaluate, load_checkpoint, model_from_checkpoint
+    from ..engine import load_checkpoint, model_from_checkpoint
+    from ..engine.evaluate import evaluate_deployed
     from ..engine.loaders import data_root, dataset_kwargs, eval_loader
 
     ckpt = load_checkpoint(path)
@@ -75,8 +76,8 @@ def evaluate_checkpoint(path: Path, images: int, device: str = "cpu") -> Trained
             raise SegnasError(f"the val data has {ds.num_classes} classes, the network {num_classes}")
         ds = ds.subset(range(min(images, len(ds))))
         with tempfile.TemporaryDirectory(prefix="segnas-report-") as tmp:
-            metrics = evaluate(model.to(device), eval_loader(ds), num_classes, device, ds.ignore_index,
-                               save_dir=Path(tmp), palette=ds.palette, max_images=len(ds))
+            metrics = evaluate_deployed(model, eval_loader(ds), num_classes, device, ds.ignore_index,
+                                        save_dir=Path(tmp), palette=ds.palette, max_images=len(ds))
             out.panels = [p.read_bytes() for p in sorted(Path(tmp).glob("pred_*.png"))]
         image, _ = ds[0]
         out.image_size = (int(image.shape[-2]), int(image.shape[-1]))

@@ -24,7 +24,7 @@ import torch
 from .. import __version__
 from ..fileio import atomic_write_text
 from ..outputs import MARK, claim_file
-from .cost import DEFAULT_BACKENDS
+from ..cost import DEFAULT_BACKENDS
 from .markup import esc
 from .rundata import Run, find_runs
 from .sections import analyse, anchor, overview_section, run_section

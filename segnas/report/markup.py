@@ -13,14 +13,17 @@ from typing import Any
 
 
 def esc(value: Any) -> str:
+    """Text escaped for HTML (quotes too: it also goes into attributes)."""
     return html.escape(str(value), quote=True)
 
 
 def data_uri(png: bytes) -> str:
+    """PNG bytes as a data URI: the page carries its images inside it."""
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def img(png: bytes, alt: str, cls: str = "") -> str:
+    """An inline image tag of PNG bytes."""
     attr = f' class="{cls}"' if cls else ""
     return f'<img src="{data_uri(png)}" alt="{esc(alt)}"{attr}>'
 
@@ -34,18 +37,22 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequen
 
 
 def kv_table(items: Sequence[tuple[str, str]]) -> str:
+    """A two-column table of labels and values (values are HTML already)."""
     return '<table class="kv">' + "".join(f"<tr><th>{esc(k)}</th><td>{v}</td></tr>" for k, v in items) + "</table>"
 
 
 def pre(text: str) -> str:
+    """Preformatted, escaped text (configs, genotype descriptions)."""
     return f"<pre>{esc(text)}</pre>"
 
 
 def details(summary: str, body: str) -> str:
+    """A collapsible block: long content stays out of the way until opened."""
     return f"<details><summary>{esc(summary)}</summary>{body}</details>"
 
 
 def note(text: str) -> str:
+    """A muted paragraph for what a run lacks or how a figure was made."""
     return f'<p class="note">{esc(text)}</p>'
 
 
@@ -58,6 +65,7 @@ def count(n: int) -> str:
 
 
 def pct(value: Any) -> str:
+    """A fraction as a percentage with one decimal, "-" when missing."""
     return f"{100 * value:.2f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
 
 

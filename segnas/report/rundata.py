@@ -8,7 +8,6 @@ Only a folder with no run in it at all is refused.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 from .. import jsonio
 from ..config_io import read_yaml
-from ..engine.rundir import MARKER, MetricsLog
+from ..engine.rundir import MetricsLog, is_segnas_run
 from ..errors import ConfigError, SegnasError
 from ..genotype import Genotype
 from ..genotype import load as load_genotype
@@ -137,19 +136,6 @@ class Run:
         return [r for r in self.records if isinstance(r.get("val_miou"), (int, float))]
 
 
-def is_run(path: Path) -> bool:
-    """Whether ``path`` is a segnas run folder (finished or not)."""
-    if not path.is_dir():
-        return False
-    if mark_of(path) == "run":
-        return True
-    try:
-        env = json.loads((path / "env.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(env, dict) and bool(env.get(MARKER))
-
-
 def read_run(path: Path) -> Run:
     """Everything the report shows of run folder ``path``; damaged files become notes."""
     notes: list[str] = []
@@ -190,10 +176,10 @@ def find_runs(folder: str | Path) -> tuple[list[Run], str]:
         raise ConfigError(f"{folder}: no such folder; {usage}")
     if not folder.is_dir():
         raise ConfigError(f"{folder}: not a folder; {usage}")
-    if is_run(folder):
+    if is_segnas_run(folder):
         return [read_run(folder)], "run"
     try:
-        inside = sorted(p for p in folder.iterdir() if is_run(p))
+        inside = sorted(p for p in folder.iterdir() if is_segnas_run(p))
     except OSError as e:
         raise ConfigError(f"{folder}: cannot list the folder ({e.strerror}); {usage}") from None
     if not inside:
@@ -214,4 +200,4 @@ def _started(path: Path) -> float:
     return 0.0
 
 
-__all__ = ["Run", "find_runs", "is_run", "read_run"]
+__all__ = ["Run", "find_runs", "read_run"]

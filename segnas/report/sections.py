@@ -18,7 +18,7 @@ from .. import __version__
 from ..errors import SegnasError
 from ..genotype import Genotype
 from . import curves
-from .cost import DEFAULT_CLASSES, ROUNDS, CostRow, cost_row, untrained_network
+from ..cost import DEFAULT_CLASSES, ROUNDS, CostRow, cost_rows, untrained_network
 from .evaluation import TrainedRun, evaluate_checkpoint
 from .markup import count, details, esc, img, kv_table, note, pct, pre, table
 from .rundata import Run
@@ -32,6 +32,7 @@ def _scalar(key: str, value: Any) -> str:
 
 
 def anchor(run: Run) -> str:
+    """The id a run's section is linked by from the page's navigation."""
     return "run-" + re.sub(r"[^A-Za-z0-9_-]", "-", run.name)
 
 
@@ -124,13 +125,15 @@ def analyse(run: Run, images: int, backends: Sequence[str], latency: bool, size:
                 networks.append((label, untrained_network(g, classes), g, False))
             except SegnasError as e:
                 view.notes.append(f"{label}.json: cannot build its network ({e})")
-    for label, net, g, trained in networks:
-        log(f"{run.name}: cost of {label} at {at[0]}x{at[1]}" + (f" ({', '.join(backends)})" if latency else ""))
-        view.costs.append(cost_row(label, net, g, at, trained, backends, latency))
+    if networks:
+        log(f"{run.name}: cost of {', '.join(n[0] for n in networks)} at {at[0]}x{at[1]}"
+            + (f" ({', '.join(backends)})" if latency else ""))
+        view.costs.extend(cost_rows(networks, at, backends, latency))
     return view
 
 
 def header_section(view: RunView) -> str:
+    """What the run is: method, strategy, space, archids, data, when, versions, command."""
     from ..data import is_procedural
 
     run = view.run
@@ -155,6 +158,7 @@ def header_section(view: RunView) -> str:
 
 
 def result_section(view: RunView) -> str:
+    """The run's final result (genotypes found, best mIoU), from result.json."""
     result = view.run.result
     if not result:
         return note("no result.json: the run has not finished (what it has logged so far is shown)")
@@ -186,6 +190,7 @@ def result_section(view: RunView) -> str:
 
 
 def architecture_section(view: RunView) -> str:
+    """The space's drawing and text of each genotype of the run."""
     from ..spaces import get_space
 
     parts = []
@@ -202,6 +207,7 @@ def architecture_section(view: RunView) -> str:
 
 
 def search_section(view: RunView) -> str:
+    """Search curves per epoch and per step, and a multi-trial search's rewards."""
     from .trials import draw_rewards
 
     run = view.run
@@ -232,6 +238,7 @@ def search_section(view: RunView) -> str:
 
 
 def training_section(view: RunView) -> str:
+    """Retrain curves: val metrics, loss and learning rate."""
     png = curves.retrain_chart(view.run.records)
     return "" if png is None else img(png, "val metrics, training loss and learning rate")
 
@@ -244,6 +251,7 @@ def _iou_cell(value: Any) -> str:
 
 
 def iou_section(view: RunView) -> str:
+    """Per-class IoU: the checkpoint's own val metrics beside those of the images scored now."""
     t = view.trained
     if t is None:
         return ""
@@ -265,6 +273,7 @@ def iou_section(view: RunView) -> str:
 
 
 def predictions_section(view: RunView) -> str:
+    """Image | ground truth | prediction panels of the images scored now."""
     t = view.trained
     if t is None or not t.panels:
         return ""
@@ -284,6 +293,7 @@ def _latency_cell(entry: dict[str, Any] | None) -> str:
 
 
 def cost_table(rows: list[tuple[str, CostRow]], backends: Sequence[str], latency: bool) -> str:
+    """The cost rows of several runs as one table (a row's error in place of its numbers)."""
     lat_heads = [f"{esc(b)} ms" for b in backends] if latency else []
     body = []
     for run_label, r in rows:
@@ -300,6 +310,7 @@ def cost_table(rows: list[tuple[str, CostRow]], backends: Sequence[str], latency
 
 
 def cost_caption(backends: Sequence[str], latency: bool) -> str:
+    """How the cost table was measured (threads, rounds, backends), for reading its numbers."""
     timing = (f"latency: batch 1 on this machine's CPU, {torch.get_num_threads()} threads, the fastest of {ROUNDS} "
               f"interleaved rounds per backend ({', '.join(backends)})" if latency and backends
               else "latency not measured (--no-latency)")
@@ -308,6 +319,7 @@ def cost_caption(backends: Sequence[str], latency: bool) -> str:
 
 
 def config_section(run: Run) -> str:
+    """The run's config.yaml, result.json and env.json, collapsed."""
     parts = []
     text = run.text("config.yaml")
     if text is not None:
@@ -321,6 +333,7 @@ def config_section(run: Run) -> str:
 
 
 def run_section(view: RunView, backends: Sequence[str], latency: bool) -> str:
+    """Every section of one run, in reading order."""
     run = view.run
     title = f"{run.name}: {'search' if run.kind == 'search' else 'retrain'}"
     if run.method:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .draw import _figure, _save
+from .draw import pyplot, save_figure
 
 
 def draw_rewards(trials: list[dict[str, Any]], path: str | Path, title: str) -> Path:
     """Rewards (%) against the trial number: stage 1 (grey), final (blue; red crosses: failed), running best."""
-    plt = _figure()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     first = [(t["trial"], 100 * t["stage1_reward"]) for t in trials
              if t["stage1_reward"] is not None and t["reused_from"] is None]
@@ -38,7 +38,7 @@ def draw_rewards(trials: list[dict[str, Any]], path: str | Path, title: str) -> 
     ax.set_title(title, fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="best")
-    return _save(plt, fig, path)
+    return save_figure(plt, fig, path)
 
 
 __all__ = ["draw_rewards"]

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from ...backends import BACKENDS
+from ...backends import BACKENDS, unavailable
 from ...config import RunConfig, check_size
 from ...errors import ConfigError, GenotypeError
 from ...genotype import Genotype
@@ -157,6 +157,10 @@ class FasterSegSearch(SupernetProblem):
                               f"search.space_args.layers is {args['layers']}: raise it or use path_rule=paper")
         if "skip" in args["ops"] and len(args["ops"]) == 1:
             raise ConfigError("search.space_args.ops: 'skip' alone cannot be derived; add real operators")
+        if own is not None and not own.lut:  # the table is measured in the run: its backend must run here
+            why = unavailable(own.backend, cfg.device or "cpu")
+            if why is not None:
+                raise ConfigError(f"config key 'fasterseg.backend' is {own.backend!r}: {why}")
         return args
 
     # -- what the strategy optimises ------------------------------------------

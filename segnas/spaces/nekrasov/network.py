@@ -109,7 +109,10 @@ class Decoder(nn.Module):
         for (a, b), block in zip(self.connections, self.blocks):
             pool.append(block(pool[a], pool[b]))
         outs = [pool[i] for i in self.concat]
-        size = max((o.shape[-2:] for o in outs), key=_area)
+        size = outs[0].shape[-2:]  # the largest output's (the first of equals); a loop torch.compile traces whole
+        for o in outs[1:]:
+            if _area(o.shape[-2:]) > _area(size):
+                size = o.shape[-2:]
         fused = self.fuse(torch.cat([upsample_to(o, size) for o in outs], 1))
         return self.classifier(fused), pool[self.n_inputs:]
 
