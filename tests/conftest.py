@@ -1,6 +1,16 @@
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads():
+    """Commands run in-process with --threads set torch's thread count for the process; later tests must
+    not inherit it (seeded results depend on the reduction order threads give)."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

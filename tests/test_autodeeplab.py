@@ -385,6 +385,7 @@ def test_tiny_search_writes_genotypes_and_drawings(tiny_search):
     assert signals[0] is None and signals[-1]["steps"] > 0 and signals[-1]["rows"] > 0
 
 
+@pytest.mark.slow  # 22 s; the same one-shot loop's resume runs in CI for FasterSeg, DCNAS and under a kill
 def test_resumed_search_ends_with_the_identical_genotype(tiny_search, tmp_path):
     out, _ = tiny_search
     cfg = _tiny_cfg()

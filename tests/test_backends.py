@@ -102,13 +102,14 @@ class _Scripted(nn.Module):
 def test_networks_are_timed_in_interleaved_rounds_keeping_each_ones_fastest(monkeypatch):
     clock, calls = _Clock(), []
     monkeypatch.setattr("segnas.backends.time", clock)
-    a = _Scripted(clock, [9.0, 0.005, 0.003, 0.004], calls, "a")  # warm-up, then rounds 1-3
-    b = _Scripted(clock, [9.0, 0.002, 0.006, 0.001], calls, "b")
+    fmt = [1.0, 0.001, 1.0, 0.002]  # when prepared: a warm-up and a timed call in each memory format
+    a = _Scripted(clock, fmt + [7.0, 0.005, 0.003, 0.004], calls, "a")  # then its warm-up, then rounds 1-3
+    b = _Scripted(clock, fmt + [7.0, 0.002, 0.006, 0.001], calls, "b")
     ra, rb = time_networks([a, b], (1, 1, 2, 2), ["eager"], rounds=3, parity=False, flops=[6 * 10**9, None])
-    assert calls == ["a", "b"] + ["a", "b"] * 3  # warm-ups when prepared, then one call of each per round
+    assert calls == ["a"] * 5 + ["b"] * 5 + ["a", "b"] * 3  # prepared one after the other, then interleaved
     assert ra["eager"]["times_ms"] == pytest.approx([5.0, 3.0, 4.0]) and ra["eager"]["latency_ms"] == pytest.approx(3.0)
     assert rb["eager"]["times_ms"] == pytest.approx([2.0, 6.0, 1.0]) and rb["eager"]["latency_ms"] == pytest.approx(1.0)
-    assert ra["eager"]["setup_s"] == pytest.approx(9.0)
+    assert ra["eager"]["setup_s"] == pytest.approx(9.003) and ra["eager"]["memory_format"] == "channels_last"
     assert ra["eager"]["gflops_per_s"] == pytest.approx(2000.0) and "gflops_per_s" not in rb["eager"]
 
 

@@ -173,7 +173,7 @@ def _records(run):
     return [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "architectures" in r]
 
 
-@pytest.mark.parametrize("reset, group", [(True, "v2"), (False, "v1")])
+@pytest.mark.parametrize("reset, group", [(True, "v2"), pytest.param(False, "v1", marks=pytest.mark.slow)])
 def test_dots_search_on_autodeeplab_runs_the_four_stages(tmp_path, reset, group):
     from segnas.strategies.differentiable import run_differentiable
     from segnas.strategies.dots import DotsProblem as Wrap, StageHook
@@ -198,6 +198,7 @@ def test_dots_search_on_autodeeplab_runs_the_four_stages(tmp_path, reset, group)
     assert result["strategy"] == "dots"
 
 
+@pytest.mark.slow  # 25 s; resuming the shared one-shot loop is tested in CI by the other spaces and the kill test
 def test_a_run_killed_inside_every_stage_resumes_to_the_same_genotype(tmp_path):
     cfg = _cfg("search.steps_per_epoch=1", op_pretrain_epochs=2, op_epochs=2, topology_pretrain_epochs=2,
                topology_epochs=2)

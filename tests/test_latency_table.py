@@ -60,8 +60,9 @@ def test_interleaved_fastest_times_every_network_once_per_round():
     calls = _Calls()
     nets = [_Spell(calls, "a", 0), _Spell(calls, "b", 0)]
     times = interleaved_fastest(nets, (1, 1, 2, 2), rounds=3)
-    # one warm-up call each when prepared, then one call of each per round
-    assert calls == ["a", "b"] + ["a", "b"] * 3 and [len(t) for t in times] == [3, 3]
+    # when prepared: a warm-up and a timed call in each memory format, then the warm-up call; then one call
+    # of each per round
+    assert calls == ["a"] * 5 + ["b"] * 5 + ["a", "b"] * 3 and [len(t) for t in times] == [3, 3]
 
 
 def test_measured_entries_round_trip(tmp_path, table):
