@@ -10,8 +10,8 @@ import subprocess
 import pytest
 from PIL import Image
 
-from segnas.cli import main
 from segnas.outputs import MARK
+from test_cli import assert_one_line_error, run_cli
 
 IMG_SRC = re.compile(r'<img\b[^>]*\bsrc="([^"]*)"')
 CHROMIUM_MISSING = "headless Chromium not installed: apt-get install chromium"
@@ -41,20 +41,6 @@ window.addEventListener('load', function () {
   document.body.appendChild(out);
 });
 </script>"""
-
-
-def run_cli(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, *needles):
-    assert code == 2
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("segnas: error:"), err
-    for needle in needles:
-        assert str(needle) in lines[0], (needle, lines[0])
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .draw import pyplot, figure_png
+from .draw import figure_png, finish_trial_axes, pyplot
 
 Panel = tuple[str, dict[str, tuple[list[float], list[float]]], str]  # (title, {label: (xs, ys)}, x label)
 MAX_POINTS = 2000  # per line: a long run's per-step losses are thinned to this many points
@@ -165,14 +165,7 @@ def trial_chart(trials: list[dict[str, Any]], title: str) -> bytes | None:
         best = max(best, y)
         running.append(best)
     ax.step(xs, running, where="post", c="#ff7f0e", label="best so far")
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("trial")
-    ax.set_ylabel("mIoU on trainB (%)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    finish_trial_axes(ax, "mIoU on trainB (%)", title)
     return figure_png(fig, plt, "report", dpi=100)
 
 

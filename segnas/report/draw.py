@@ -48,6 +48,18 @@ def save_figure(plt: Any, fig: Any, path: str | Path, command: str = "draw") -> 
     return atomic_write(path, lambda f: f.write(png), binary=True)
 
 
+def finish_trial_axes(ax: Any, ylabel: str, title: str) -> None:
+    """The axes of a per-trial chart (multi-trial searches): integer trial numbers, labels, grid, legend."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("trial")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+
+
 def draw_fasterseg(genotype: Genotype, path: str | Path) -> Path:
     """Each branch as a path over (cell, scale) like the paper's Figure 6, operators as markers, chi as labels."""
     plt = pyplot()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .draw import pyplot, save_figure
+from .draw import finish_trial_axes, pyplot, save_figure
 
 
 def draw_rewards(trials: list[dict[str, Any]], path: str | Path, title: str) -> Path:
@@ -30,14 +30,7 @@ def draw_rewards(trials: list[dict[str, Any]], path: str | Path, title: str) -> 
     if failed:
         low = min([y for _, y in final] or [0.0])
         ax.scatter(failed, [low] * len(failed), marker="x", c="#d62728", label=f"failed ({len(failed)})", zorder=4)
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("trial")
-    ax.set_ylabel("reward (%)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    finish_trial_axes(ax, "reward (%)", title)
     return save_figure(plt, fig, path)
 
 
