@@ -134,6 +134,44 @@ def test_the_gate_decides_in_trial_order_whatever_order_trials_finish(tmp_path):
     assert [r["stage2_reward"] for r in records] == [1.0, None, 1.0, None]
 
 
+def _staged_round_with_budget(spent_after: int, earlier: list) -> tuple[list, list]:
+    """A round of 4 staged trials (every one passes the gate) whose budget is spent after ``spent_after``
+    finished tasks; (records, the tasks run as (stage, trial))."""
+    cfg = _cfg()
+    ran = []
+
+    def task(stage):
+        def fn(payload):
+            ran.append((stage, payload["seed"] - payload["cfg"].seed))
+            return {"reward": 0.1 * stage + 0.01 * len(ran)}
+        return fn
+
+    spec = _fake_trial(task(1), task(2))
+    proposals = [Proposal(NEKRASOV.sample(np.random.default_rng(200 + i), cfg)) for i in range(4)]
+    gate = EarlyTermination(p_start=1.0, decay=1.0, p_min=1.0)  # below the mean still goes on: every trial
+    start = len(earlier)
+    records = run_round(spec, proposals, start, earlier, InlineExecutor(), cfg, {"background": None}, gate,
+                        stop=lambda: len(ran) >= spent_after)
+    return records, ran
+
+
+def test_a_spent_budget_ends_a_staged_round_at_a_finished_trial():
+    # spent after the first task: stage 1 stops, but the search's first trial still finishes (its stage 2)
+    records, ran = _staged_round_with_budget(1, [])
+    assert ran == [(1, 0), (2, 0)] and [r["trial"] for r in records] == [1]
+    assert records[0]["stage2_reward"] is not None and records[0]["reward"] == records[0]["stage2_reward"]
+    # spent after 3 tasks: stage 1 of trials 1-3 ran, then trial 1's stage 2; trials 2-4 are dropped
+    records, ran = _staged_round_with_budget(3, [])
+    assert ran == [(1, 0), (1, 1), (1, 2), (2, 0)] and [r["trial"] for r in records] == [1]
+    # with earlier trials the round may end with none of its own: nothing half-trained is recorded
+    earlier = [{"trial": 1, "archid": "x" * 16, "reward": 0.5, "reused_from": None}]
+    records, ran = _staged_round_with_budget(1, earlier)
+    assert ran == [(1, 1)] and records == []
+    # never spent: the whole round
+    records, ran = _staged_round_with_budget(99, [])
+    assert len(ran) == 8 and [r["trial"] for r in records] == [1, 2, 3, 4]
+
+
 def test_an_architecture_seen_before_reuses_its_result(tmp_path):
     cfg = _cfg()
     calls = []

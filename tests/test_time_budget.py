@@ -83,16 +83,23 @@ def test_a_random_search_stops_after_the_trial_that_spends_its_budget(clock, mon
     assert len(r["trials"]) == 3 and not r["budget"]["stopped"] and r["budget"]["seconds"] == 0
 
 
-def test_a_multi_trial_search_stops_at_the_round_boundary_past_its_budget(clock, monkeypatch, tmp_path):
+def test_a_multi_trial_search_stops_at_the_trial_boundary_past_its_budget(clock, monkeypatch, tmp_path):
     monkeypatch.setattr(multi_trial, "train_network", clock.counting(multi_trial.train_network, 10.0))
+    learned = []
+    monkeypatch.setattr(multi_trial.PPOSampler, "learn", lambda self, p, r: learned.append(len(r)) or {})
     method = get_method("fasterseg")
-    cfg = method.config("tiny", overrides=SMALL + ["ppo.trials=6", "ppo.batch=2", "ppo.steps=1",
+    cfg = method.config("tiny", overrides=SMALL + ["ppo.trials=8", "ppo.batch=4", "ppo.steps=1",
                                                    "search.time_budget=15"], strategy="ppo")
     r = method.search(cfg, tmp_path / "ppo", progress=False)
-    # rounds of 2 trials, 10 s each: after round 1 (20 s) the budget is spent; trials 3-6 never run
-    assert [t["trial"] for t in r["trials"]] == [1, 2]
+    # rounds of 4 trials, 10 s each: after trial 2 (20 s) the budget is spent; the round ends there, the
+    # controller learns nothing from half a round, and the search decodes the better of trials 1-2
+    assert [t["trial"] for t in r["trials"]] == [1, 2] and learned == []
     assert r["budget"]["stopped"] and r["budget"]["trials"] == 2 and r["budget"]["elapsed_s"] == pytest.approx(20.0)
+    best = max(r["trials"], key=lambda t: (t["reward"], -t["trial"]))
+    assert r["final"]["architectures"]["student"]["trial"] == best["trial"]
     assert (tmp_path / "ppo" / "student.json").is_file()
+    # the same command again: finished by its budget
+    assert method.search(cfg, tmp_path / "ppo", resume=True, progress=False)["already_complete"]
 
 
 @pytest.mark.parametrize("text,seconds", [("90s", 90.0), ("10m", 600.0), ("1.5h", 5400.0), ("45", 45.0)])

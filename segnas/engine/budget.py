@@ -1,7 +1,7 @@
 """A search's wall-clock budget: seconds of search on this device, kept across ``--resume``.
 
 ``search.time_budget`` (seconds, 0 = none) caps a search's time: the loops
-ask :meth:`TimeBudget.over` at step (one-shot) or round (multi-trial)
+ask :meth:`TimeBudget.over` at step (one-shot) or trial (multi-trial)
 boundaries and, once it is spent, stop training and decode from the state
 they reached, as if their epochs or trials were done. The elapsed time counts
 from the search's start (data halves, a FasterSeg latency table built on the

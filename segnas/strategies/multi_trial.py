@@ -12,7 +12,10 @@ The loop works in rounds (``ppo.batch`` trials per controller update; the
 random baseline: ``executor.workers``). A round's stage-1 tasks run through
 the executor; the gate then decides the round's trials in trial-index order
 (not in the order workers finish), its stage-2 tasks run, and the controller
-learns from the round. A trial's reward is its stage-2 reward where stage 2
+learns from the round. A spent ``search.time_budget`` ends the search at the
+next finished trial: the rest of the round is dropped and the controller does
+not learn from the part that ran (the search's first trial always finishes,
+so there is a result). A trial's reward is its stage-2 reward where stage 2
 ran, else its stage-1 reward: what the controller learns from and what the
 best trial is chosen by. Trials are keyed by archid: an architecture seen
 before reuses its result (recorded as reused, no training). A controller
@@ -255,22 +258,43 @@ def _scored(result: TaskResult, background: int | None) -> tuple[float | None, s
 
 
 def run_round(spec: StagedTrial, proposals: list[Proposal], start: int, earlier: list[dict[str, Any]],
-              executor, cfg: RunConfig, context: dict[str, Any], gate: EarlyTermination | None) -> list[dict[str, Any]]:
-    """Train the round's new architectures (stage 1, the gate in trial order, stage 2); reuse known ones."""
+              executor, cfg: RunConfig, context: dict[str, Any], gate: EarlyTermination | None,
+              stop: Callable[[], bool] | None = None) -> list[dict[str, Any]]:
+    """Train the round's new architectures (stage 1, the gate in trial order, stage 2); reuse known ones.
+
+    ``stop`` (a spent time budget) is asked after every task that finishes: once it says yes, tasks not
+    started are dropped and the round ends with its longest run of finished trials from its first (fewer
+    records than proposals). The first trial of a search always finishes, so a search has a result.
+    """
     known = {t["archid"]: t for t in earlier if t["reused_from"] is None}
     first: dict[str, int] = {}  # archid -> index in this round of its first occurrence
     for j, p in enumerate(proposals):
         if p.genotype.archid not in known:
             first.setdefault(p.genotype.archid, j)
+    order = sorted(first.items(), key=lambda kv: kv[1])
+    records: dict[str, dict[str, Any]] = {}
+    second: dict[str, dict[str, Any]] = {}
 
     def payload(j: int) -> dict[str, Any]:
         return {"cfg": cfg, "genotype": proposals[j].genotype.to_dict(), "seed": cfg.seed + start + j,
                 "context": context}
 
-    results1 = {r.key: r for r in executor.map(spec.stage1, {a: payload(j) for a, j in first.items()})}
-    records: dict[str, dict[str, Any]] = {}
-    second: dict[str, dict[str, Any]] = {}
-    for archid, j in sorted(first.items(), key=lambda kv: kv[1]):  # the gate decides in trial order
+    def complete(archid: str) -> bool:
+        rec = records.get(archid)
+        return rec is not None and (archid not in second or rec["stage2_reward"] is not None
+                                    or rec["error"] is not None)
+
+    def stopping() -> bool:  # only once some trial of the search is complete
+        return stop is not None and (bool(earlier) or any(complete(a) for a in records)) and stop()
+
+    results1: dict[str, TaskResult] = {}
+    for r in executor.map(spec.stage1, {a: payload(j) for a, j in order}):
+        results1[r.key] = r
+        if stop is not None and (earlier or order[0][0] in results1) and stop():
+            break  # the gate may still decide what finished; stage 2 runs while no trial is complete
+    for archid, j in order:  # the gate decides in trial order: up to the first trial stage 1 did not finish
+        if archid not in results1:
+            break
         rec = records[archid] = _record(start + j, archid)
         r = results1[archid]
         rec["wall_s"] = r.wall_s
@@ -286,7 +310,7 @@ def run_round(spec: StagedTrial, proposals: list[Proposal], start: int, earlier:
                 second[archid] = {**payload(j), "stage1": r.value}
             else:
                 rec["reward"] = rec["stage1_reward"]
-    if second:
+    if second and not stopping():
         for r in executor.map(spec.stage2, second):
             rec = records[r.key]
             rec["wall_s"] += r.wall_s
@@ -294,10 +318,14 @@ def run_round(spec: StagedTrial, proposals: list[Proposal], start: int, earlier:
             rec["reward"] = rec["stage2_reward"]
             if rec["error"] is not None:
                 rec["error"] = f"stage 2: {rec['error']}"
+            if stopping():
+                break
     out = []
     for j, p in enumerate(proposals):
         archid = p.genotype.archid
         if archid in first and first[archid] == j:
+            if not complete(archid):
+                break  # stopped: this trial and the ones after it did not finish
             out.append(records[archid])
         else:  # seen before: its result, no training
             src = known.get(archid) or records[archid]
@@ -407,7 +435,8 @@ def run_trials(strategy: str, method, cfg: RunConfig, out: str | Path, resume: b
             while len(trials) < total and not budget.stopped:
                 start = len(trials)
                 proposals = sampler.propose(start, min(per_round, total - start))
-                records = run_round(spec, proposals, start, trials, executor, cfg, context, gate)
+                records = run_round(spec, proposals, start, trials, executor, cfg, context, gate,
+                                    stop=budget.over if budget.seconds > 0 else None)
                 for p, rec in zip(proposals, records):
                     trials.append(rec)
                     if rec["reused_from"] is None:
@@ -421,10 +450,11 @@ def run_trials(strategy: str, method, cfg: RunConfig, out: str | Path, resume: b
                         session.writer.add_scalar("search/trial_reward", rec["reward"], rec["trial"])
                     if progress:
                         tqdm.write(_progress_line(rec, trials, total))
-                stats = sampler.learn(proposals, records)
+                cut = len(records) < len(proposals)  # the budget ended the round: no update from part of it
+                stats = {} if cut else sampler.learn(proposals, records)
                 if stats:
                     session.log.write({"step": len(trials), "update": stats})
-                if len(trials) < total and budget.over():  # a round boundary: the search ends with these trials
+                if cut or (len(trials) < total and budget.over()):  # the search ends with these trials
                     budget.stopped = True
                     if progress:
                         tqdm.write(f"search.time_budget {budget.seconds:g} s spent ({budget.elapsed():.0f} s) after "
