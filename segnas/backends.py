@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError, one_line
+from .threads import torch_threads
 from .ops.fold import inference_copy
 
 BACKENDS = ("eager", "compile", "onnxruntime", "bf16")
@@ -154,7 +155,7 @@ def faster_format(net: nn.Module, xs: Sequence[torch.Tensor], device: torch.devi
     best: tuple[float, str, nn.Module] | None = None
     for name in MEMORY_FORMATS:
         module, inputs = deploy_module(net, device, name), _as_format(xs, name)
-        with _threads(threads), torch.inference_mode():
+        with torch_threads(threads), torch.inference_mode():
             module(*inputs)
             _sync(device)
             t0 = time.perf_counter()
@@ -216,25 +217,11 @@ def prepare(net: nn.Module, shapes: Sequence[tuple[int, ...]], backend: str = "e
     # need their own graph, past torch's default limit, and hitting the limit must fail, not fall back to eager
     limits = torch._dynamo.config.patch(recompile_limit=COMPILE_CACHE, accumulated_recompile_limit=COMPILE_CACHE,
                                         fail_on_recompile_limit_hit=True) if backend == "compile" else nullcontext()
-    with _threads(threads), limits:
+    with torch_threads(threads), limits:
         runner.call()
         _sync(device)
     runner.setup_s = time.perf_counter() - t0
     return runner
-
-
-class _threads:
-    """Torch's intra-op thread count set for a block and restored after it (None: left as it is)."""
-
-    def __init__(self, threads: int | None) -> None:
-        self.threads, self.old = threads, torch.get_num_threads()
-
-    def __enter__(self) -> None:
-        if self.threads is not None:
-            torch.set_num_threads(int(self.threads))
-
-    def __exit__(self, *exc: Any) -> None:
-        torch.set_num_threads(self.old)
 
 
 def _sync(device: torch.device) -> None:
@@ -245,7 +232,7 @@ def _sync(device: torch.device) -> None:
 def timed_call(runner: Runner, threads: int | None = None, scratch: torch.Tensor | None = None) -> float:
     """Milliseconds of one call of ``runner``; ``scratch`` (if given) is overwritten first, untimed, so the
     call's weights and inputs come from the shared cache or memory rather than the private caches."""
-    with _threads(threads):
+    with torch_threads(threads):
         if scratch is not None:
             scratch.add_(1.0)
             _sync(runner.device)
@@ -253,6 +240,16 @@ def timed_call(runner: Runner, threads: int | None = None, scratch: torch.Tensor
         runner.call()
         _sync(runner.device)
         return (time.perf_counter() - t0) * 1000.0
+
+
+def timed_calls(runner: Runner, repeats: int, threads: int | None = None, warmup: int = 1,
+                flush_mb: float = 0.0) -> list[float]:
+    """Milliseconds of ``repeats`` calls of ``runner`` after ``warmup`` calls in all (:func:`prepare`'s one
+    included); ``flush_mb`` > 0 overwrites a buffer of that size before each, untimed (see :func:`timed_call`)."""
+    for _ in range(warmup - 1):
+        runner.call()
+    scratch = torch.zeros(int(flush_mb * 2**18), device=runner.device) if flush_mb > 0 else None
+    return [timed_call(runner, threads, scratch) for _ in range(repeats)]
 
 
 def reference_output(net: nn.Module, shapes: Sequence[tuple[int, ...]], device: str | torch.device = "cpu",

@@ -16,6 +16,7 @@ from pathlib import Path
 from . import zoo
 from .bounds import gib, machine_memory, parse_hw
 from .errors import GenotypeError, SegnasError
+from .threads import torch_threads
 from .genotype import Genotype
 from .genotype import load as load_genotype
 from .backends import BACKENDS as BACKEND_NAMES
@@ -182,11 +183,10 @@ def cmd_latency(args: argparse.Namespace) -> int:
     if why is not None:
         raise SegnasError(f"--backend {args.backend}: {why}")
     num_classes = cfg.data.num_classes or make_datasets(cfg.data, cfg.seed)[0].num_classes
-    if cfg.threads:
-        import torch
-        torch.set_num_threads(cfg.threads)
-    table, measured, cal, lines = method.latency_table(cfg, num_classes, args.input, out, args.extend and not args.force,
-                                                       args.repeats, device, not args.quiet, backend=args.backend)
+    with torch_threads(cfg.threads):  # restored after: in-process callers (tests, the demo) keep theirs
+        table, measured, cal, lines = method.latency_table(cfg, num_classes, args.input, out,
+                                                           args.extend and not args.force, args.repeats, device,
+                                                           not args.quiet, backend=args.backend)
     table.save(out)
     env = table.environment
     print(f"{out}: {len(table)} entries ({measured} measured now) for {args.space} at "

@@ -55,6 +55,7 @@ from .methods import Method, get_method
 from .spaces import get_space
 from .strategies import WRAPS
 from .strategies.halves import SearchData
+from .threads import torch_threads
 
 MARKER = "segnas_correlate"  # in correlation.json: this folder's outputs were written by this command
 DEFAULT_RESAMPLES = 2000
@@ -482,14 +483,9 @@ def correlate(sources: Sequence[str], out: str | Path, around: int = 4, seed: in
     if around < 0:
         raise ConfigError(f"--around must be 0 or more, got {around}")
     check_out(out, runs[0])
-    previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         return _correlate(runs[0], files, out, around, seed, overrides, score_images, resamples, device, threads,
                           progress, echo)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _correlate(run_path: Path, files: Sequence[str], out: Path, around: int, seed: int, overrides: Sequence[str],

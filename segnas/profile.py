@@ -72,22 +72,19 @@ def measure_latency(net: nn.Module, input_size: tuple[int, ...] | list[tuple[int
                     device: str | torch.device = "cpu", warmup: int = 3, repeats: int = 10,
                     threads: int | None = None, flush_mb: float = 0.0, backend: str = "eager") -> dict[str, Any]:
     """Median wall-clock latency (ms) of ``net`` as deployed on ``backend`` (``segnas.backends``: for
-    ``eager``, BN folded, channels_last, inference mode) on ``device``.
+    ``eager``, BN folded, its faster memory format, inference mode) on ``device``.
 
     ``input_size`` is one shape, or a list of shapes for a module taking several inputs.
     ``flush_mb`` > 0 overwrites a buffer of that size before every call (not timed), so the
     module's weights and input come from the shared cache or memory, as they do when it runs
     inside a network after other layers, not from the private caches a repeated call keeps hot.
     """
-    from .backends import prepare, timed_call
+    from .backends import prepare, timed_calls
 
     device = torch.device(device)
     shapes = input_size if isinstance(input_size, list) else [input_size]
-    runner = prepare(net, [tuple(s) for s in shapes], backend, device, threads)  # its first call warms up
-    for _ in range(warmup - 1):
-        runner.call()
-    scratch = torch.zeros(int(flush_mb * 2**18), device=device) if flush_mb > 0 else None
-    times = [timed_call(runner, threads, scratch) for _ in range(repeats)]
+    runner = prepare(net, [tuple(s) for s in shapes], backend, device, threads)
+    times = timed_calls(runner, repeats, threads, warmup, flush_mb)
     return {"latency_ms": statistics.median(times), "latency_min_ms": min(times), "latency_repeats": repeats,
             "warmup": max(1, warmup), "threads": int(threads or torch.get_num_threads()), "device": str(device),
             "backend": backend, **runner.detail, "flush_mb": flush_mb}

@@ -187,10 +187,12 @@ SMALL_SPACE = ["--set", "search.space_args.layers=2", "--set", "search.space_arg
 
 def test_search_refuses_a_table_of_another_backend(tmp_path, capsys):
     table = tmp_path / "lut.json"
+    torch.set_num_threads(2)
     code = main(["latency", "build", "--space", "fasterseg", "--input", "32x32", "--preset", "tiny", "--threads", "1",
                  "--backend", "onnxruntime", "--repeats", "1", "--quiet", "--out", str(table), *SMALL_SPACE])
     out = capsys.readouterr().out
-    assert code == 0 and "(onnxruntime-" in out
+    assert code == 0 and "(onnxruntime-" in out and "with 1 threads" in out
+    assert torch.get_num_threads() == 2  # the command's --threads 1 ended with it
     code = main(["search", "fasterseg", "--preset", "tiny", "--threads", "1", "--quiet", "--out", str(tmp_path / "s"),
                  "--lut", str(table), "--set", "fasterseg.deploy_size=[32,32]", *SMALL_SPACE])
     err = capsys.readouterr().err

@@ -70,7 +70,7 @@ def test_compare_writes_its_table_and_plot_and_a_rerun_redoes_nothing(tmp_path, 
     for label in labels:
         assert f"search {label}: finished earlier, kept" in printed
         assert f"retrain {label}: finished earlier, kept" in printed
-    assert "cost: measured earlier, kept" in printed and "starting" not in printed
+    assert "cost: measured earlier, kept" in printed and "queued" not in printed
     assert json.loads((out / "compare.json").read_text())["rows"] == record["rows"]
 
     # another budget on the same folder: refused in one line naming it, nothing changed
@@ -156,7 +156,7 @@ def test_local_workers_run_the_stages_and_an_interrupted_comparison_continues(tm
     capsys.readouterr()
     assert _compare(out, *args) == 0  # local worker processes this time: scheduling is not a setting
     printed = capsys.readouterr().out
-    assert "search dcnas: finished earlier, kept" in printed and "retrain dcnas: starting" in printed
+    assert "search dcnas: finished earlier, kept" in printed and "retrain dcnas: queued" in printed
     record = json.loads((out / "compare.json").read_text())
     assert record["rows"][0]["error"] is None and record["rows"][0]["latency_ms"] > 0
 

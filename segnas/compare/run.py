@@ -188,8 +188,9 @@ class Stages:
         if not payloads:
             return
         for label, payload in payloads.items():
-            rec.stage(label, kind)["state"] = "running"
-            rec.say(f"{kind} {label}: {'continuing' if (Path(payload['out']) / 'checkpoints').is_dir() else 'starting'}")
+            rec.stage(label, kind)["state"] = "queued"  # the executor starts it when a worker is free
+            again = (Path(payload["out"]) / "checkpoints").is_dir()
+            rec.say(f"{kind} {label}: queued{' (continues from its checkpoint)' if again else ''}")
         rec.save()
         if self._executor is None:
             o = self.opts

@@ -58,7 +58,9 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: str
 def evaluate_deployed(model: nn.Module, loader: DataLoader, num_classes: int, device: str | torch.device = "cpu",
                       ignore_index: int = 255, **kwargs) -> dict:
     """:func:`evaluate` on the network as users deploy it (``segnas.backends.deploy_module``: auxiliary heads
-    dropped, BatchNorm folded, channels_last): what ``segnas evaluate`` and reports score, and faster."""
+    dropped, BatchNorm folded, channels_last): what ``segnas evaluate`` and reports score, and faster. The
+    format is fixed rather than timed per network (``faster_format``): the two formats' logits differ in the
+    last bits, and a timing-dependent choice could flip a pixel's argmax between two evaluations."""
     from ..backends import deploy_module
 
     return evaluate(deploy_module(model, device), loader, num_classes, device, ignore_index, channels_last=True,

@@ -28,6 +28,7 @@ import torch
 from ..config import RunConfig, anchored, from_dict, to_dict
 from ..config_io import as_saved
 from ..errors import ConfigError, SegnasError
+from ..threads import torch_threads
 from . import distributed
 from .checkpoint import atomic_save, load_checkpoint
 from .rundir import MetricsLog, environment, prepare_run_dir, write_json, write_yaml
@@ -160,9 +161,7 @@ class RunSession:
     def __enter__(self) -> "RunSession":
         self.device = distributed.local_device(resolve_device(self.cfg.device))  # before anything to undo
         self._stack.enter_context(distributed.process_group(self.device))
-        self._stack.callback(torch.set_num_threads, torch.get_num_threads())
-        if self.cfg.threads:
-            torch.set_num_threads(self.cfg.threads)
+        self._stack.enter_context(torch_threads(self.cfg.threads))
         self.stop = self._stack.enter_context(stop_requests())
         return self
 

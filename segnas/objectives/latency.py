@@ -44,7 +44,7 @@ from .. import jsonio
 from ..errors import SegnasError
 from ..fileio import atomic_write_text
 from ..ops import make_op
-from ..backends import backend_of_table, prepare, table_backend, time_networks, timed_call
+from ..backends import backend_of_table, prepare, table_backend, time_networks, timed_calls
 from ..profile import cpu_name
 
 TABLE_FORMAT = 4  # 2: private caches flushed before each call; 3: and the fastest of interleaved rounds;
@@ -76,10 +76,7 @@ def time_entry(module: nn.Module, shapes: list[tuple[int, ...]], backend: str, d
     # an entry runs in channels_last, the format most networks of the space deploy in; whole networks are timed
     # in their faster format, and calibration against them takes up the difference
     runner = prepare(module, shapes, backend, device, threads, artifact, memory_format="channels_last")
-    for _ in range(warmup - 1):
-        runner.call()
-    scratch = torch.zeros(int(FLUSH_MB * 2**18), device=device)
-    return timed_call(runner, threads, scratch), runner.artifact
+    return timed_calls(runner, 1, threads, warmup, FLUSH_MB)[0], runner.artifact
 
 
 def _runtime(backend: Any) -> str:
